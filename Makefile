@@ -1,0 +1,33 @@
+# The two commands of the README:  `make study`  and  `make test`.
+VENV  ?= .venv
+CORES ?= 2
+BIN   := $(VENV)/bin
+export PYTHONUNBUFFERED := 1
+
+.PHONY: study test test-slow test-all env lint bench clean
+
+env:
+	@bash scripts/bootstrap_env.sh
+
+## Run the whole default study on the bundled demo data (creates the environment if missing).
+study: env
+	$(BIN)/snakemake --cores $(CORES)
+
+## Fast test suite (the README's test command); slow end-to-end tests are `make test-slow`.
+test: env
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: env
+	$(BIN)/python -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: none collected
+
+test-all: test test-slow
+
+lint: env
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules
+
+bench: env
+	$(BIN)/python benchmarks/bench_recorder.py
+
+clean:
+	rm -rf results .snakemake

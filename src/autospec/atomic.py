@@ -1,0 +1,63 @@
+"""Atomic file output: write to a temporary file beside the target, then rename.
+
+A step that fails half-way leaves no partial output behind: either every target of a
+:func:`atomic_outputs` block is renamed into place, or none is and the temporaries are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: os.PathLike | str) -> Iterator[Sequence[Path]]:
+    """Yield temporary paths for ``paths``; rename them all into place on success.
+
+    The temporaries keep the target's suffix-less name hidden (``.name.XXXX.tmp``) so a glob for
+    the real outputs never sees them. On any exception all temporaries are deleted and nothing at
+    the target paths is touched.
+    """
+    targets = [Path(p) for p in paths]
+    temps = [_temp_beside(t) for t in targets]
+    try:
+        yield temps
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
+    """Single-file form of :func:`atomic_outputs`."""
+    with atomic_outputs(path) as (tmp,):
+        yield tmp
+
+
+def write_text_atomic(path: os.PathLike | str, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def sha256_file(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

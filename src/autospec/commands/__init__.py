@@ -1,0 +1,1 @@
+"""One module per ``autospec`` sub-command (discovered by :mod:`autospec.cli`)."""
