@@ -1,0 +1,1 @@
+"""Cohort data: readers for real formats, preprocessing, generated demo data."""

@@ -1,0 +1,117 @@
+"""The prepared-dataset file: what preprocessing writes and training reads.
+
+One ``.npz`` file (loaded with ``allow_pickle=False``; never unpickles) with these arrays:
+
+=================  =========================  ==================================================
+name               dtype / shape              meaning
+=================  =========================  ==================================================
+``X``              float32, (N, ...)          model input, samples first
+``y``              int64, (N,)                class label per sample (index into class_names)
+``groups``         int64, (N,)                group id per sample (index into group_names)
+``subject_ids``    str, (N,)                  subject / sample identifier, unique
+``class_names``    str, (C,)                  names of the classes
+``group_names``    str, (K,)                  names of the groups
+``meta_json``      str, ()                    JSON object: data kind, axes names, TR, ...
+=================  =========================  ==================================================
+
+Every array is in the same subject order. A ``<file>.manifest.json`` beside it (see
+:mod:`autospec.manifest`) records the inputs with sha256, the parameters and versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_output
+from ..errors import InputError
+
+REQUIRED = ("X", "y", "groups", "subject_ids", "class_names", "group_names", "meta_json")
+
+
+@dataclass
+class Dataset:
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    subject_ids: np.ndarray
+    class_names: np.ndarray
+    group_names: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.X = np.ascontiguousarray(self.X, dtype=np.float32)
+        self.y = np.asarray(self.y, dtype=np.int64)
+        self.groups = np.asarray(self.groups, dtype=np.int64)
+        self.subject_ids = np.asarray(self.subject_ids, dtype=str)
+        self.class_names = np.asarray(self.class_names, dtype=str)
+        self.group_names = np.asarray(self.group_names, dtype=str)
+        self.validate()
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+    def validate(self, where: str = "dataset") -> None:
+        n = self.X.shape[0] if self.X.ndim else 0
+        for name in ("y", "groups", "subject_ids"):
+            arr = getattr(self, name)
+            if arr.shape != (n,):
+                raise InputError(f"{where}: field '{name}' has shape {arr.shape}, expected ({n},)")
+        if n == 0:
+            raise InputError(f"{where}: no samples")
+        if not np.isfinite(self.X).all():
+            bad = self.subject_ids[~np.isfinite(self.X.reshape(n, -1)).all(axis=1)]
+            raise InputError(f"{where}: non-finite values in X for subject(s) {', '.join(bad[:5])}")
+        if len(set(self.subject_ids.tolist())) != n:
+            ids, counts = np.unique(self.subject_ids, return_counts=True)
+            raise InputError(f"{where}: duplicate subject id {ids[counts > 1][0]!r}")
+        for name, names in (("y", self.class_names), ("groups", self.group_names)):
+            arr = getattr(self, name)
+            if arr.size and (arr.min() < 0 or arr.max() >= len(names)):
+                raise InputError(
+                    f"{where}: field '{name}' has ids outside 0..{len(names) - 1} ({name}_names)"
+                )
+
+
+def save_dataset(path: os.PathLike | str, ds: Dataset) -> None:
+    """Write ``ds`` to ``path`` atomically (temp file, then rename)."""
+    ds.validate(str(path))
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                X=ds.X,
+                y=ds.y,
+                groups=ds.groups,
+                subject_ids=ds.subject_ids,
+                class_names=ds.class_names,
+                group_names=ds.group_names,
+                meta_json=np.asarray(json.dumps(ds.meta, sort_keys=True, default=str)),
+            )
+
+
+def load_dataset(path: os.PathLike | str) -> Dataset:
+    """Read a prepared dataset; a missing or malformed file raises :class:`InputError`."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = [k for k in REQUIRED if k not in z.files]
+            if missing:
+                raise InputError(f"{p}: not an autospec dataset (missing {', '.join(missing)})")
+            arrays = {k: z[k] for k in REQUIRED}
+    except FileNotFoundError:
+        raise InputError(f"{p}: dataset file not found") from None
+    except (ValueError, OSError, EOFError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{p}: unreadable dataset file ({err})") from None
+    meta = json.loads(str(arrays.pop("meta_json")))
+    ds = Dataset(**arrays, meta=meta)
+    ds.validate(str(p))
+    return ds
