@@ -10,3 +10,7 @@ The public entry point is :class:`SpectralRecorder`::
 """
 
 __version__ = "0.1.0"
+
+from .spectral import Snapshot, SpectraWriter, SpectralRecorder, read_spectra  # noqa: E402
+
+__all__ = ["Snapshot", "SpectraWriter", "SpectralRecorder", "read_spectra", "__version__"]

@@ -1,0 +1,40 @@
+"""What an adapter is: how one layer kind's weight gradient is written as G = AᵀΔ."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LayerAdapter:
+    """Turns a layer's input and output adjoint into the rows of A and Δ.
+
+    Rows are grouped per sample: ``input_rows`` returns ``(n, R, n_in)`` and ``output_rows``
+    ``(n, R, n_out)`` for ``n`` samples, where ``R`` is the number of times each sample uses the
+    weight in this call (1 for a plain Linear, tokens/time points for a token-wise Linear,
+    output positions for a convolution). The weight's gradient, reshaped to ``(n_out, n_in)``,
+    is then ``Σ_rows Δᵀ A``. The sample axis is dim 0 of the input (batch first).
+    """
+
+    #: module types handled (subclasses included unless an owner claims them first)
+    module_types: tuple[type[nn.Module], ...] = ()
+    #: the parameter whose gradient is AᵀΔ
+    weight_name = "weight"
+
+    def applies(self, module: nn.Module) -> bool:
+        """False for configurations this adapter cannot express (they use the generic path)."""
+        return True
+
+    def weight_shape(self, module: nn.Module) -> tuple[int, int]:
+        w = getattr(module, self.weight_name)
+        return int(w.shape[0]), int(w[0].numel())
+
+    def input_rows(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def output_rows(self, module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rows_per_sample(self, module: nn.Module, grad: torch.Tensor) -> int:
+        """R, from the output adjoint's shape (cheap; used to choose chunk sizes)."""
+        return int(grad[0].numel() // self.weight_shape(module)[0]) if grad.shape[0] else 0

@@ -1,0 +1,20 @@
+"""nn.Linear: A is the input, Δ the adjoint of the output; extra middle dims are tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import register
+from .base import LayerAdapter
+
+
+@register
+class LinearAdapter(LayerAdapter):
+    module_types = (nn.Linear,)
+
+    def input_rows(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+
+    def output_rows(self, module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(grad.shape[0], -1, grad.shape[-1])

@@ -1,0 +1,98 @@
+"""Exact singular values of A, Δ and G = AᵀΔ, by the cheapest exact route for each shape.
+
+All routes work in float64. Two ideas keep them cheap (NOTES §2):
+
+* A matrix given as stacked rows can be replaced by the R factor of its QR decomposition: the
+  singular values are unchanged, and R is never larger than ``cols × cols``. Rows arriving in
+  pieces are folded into R as they come (:func:`fold_rows`), so memory does not grow with the
+  number of rows.
+* σ(AᵀΔ) with few rows r < min(n_in, n_out): thin QR Aᵀ = Q_a R_a, Δᵀ = Q_d R_d gives
+  σ(AᵀΔ) = σ(R_a R_dᵀ), an r × r problem, without forming the n_in × n_out matrix; it keeps small
+  singular values that the Gram route (eig of AAᵀΔΔᵀ) loses.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+DTYPE = torch.float64
+
+
+def svdvals(m: torch.Tensor) -> torch.Tensor:
+    """Singular values (descending) of a matrix or a batch of matrices, in float64.
+
+    Non-finite inputs give NaN values instead of LAPACK's convergence error, so a diverging
+    run records NaN rather than crashing; the caller decides whether to warn.
+    """
+    m = m.to(DTYPE)
+    k = min(m.shape[-2], m.shape[-1])
+    if k == 0:
+        return m.new_zeros(m.shape[:-2] + (0,))
+    finite = torch.isfinite(m).flatten(-2).all(-1)
+    if bool(finite.all()):
+        return torch.linalg.svdvals(m)
+    out = m.new_full(m.shape[:-2] + (k,), float("nan"))
+    if m.dim() == 2:
+        return out
+    if bool(finite.any()):
+        out[finite] = torch.linalg.svdvals(m[finite])
+    return out
+
+
+def r_factor(rows: torch.Tensor) -> torch.Tensor:
+    """An R with RᵀR = rowsᵀrows (so σ(R) = σ(rows)), at most ``cols × cols``.
+
+    Returns ``rows`` itself when it is not taller than wide: then nothing is gained.
+    """
+    if rows.shape[-2] <= rows.shape[-1]:
+        return rows
+    return torch.linalg.qr(rows, mode="r")[1]
+
+
+def fold_rows(acc: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+    """Fold new rows into a running factor: σ(result) = σ([acc; rows])."""
+    rows = rows.to(DTYPE)
+    stacked = rows if acc is None else torch.cat([acc, rows], dim=-2)
+    return r_factor(stacked)
+
+
+def product_svdvals_qr(a_rows: torch.Tensor, d_rows: torch.Tensor) -> torch.Tensor:
+    """σ(AᵀΔ) via QR cores, for a batch of row blocks ``(B, r, n_in)`` and ``(B, r, n_out)``.
+
+    Zero rows (padding of smaller groups) contribute nothing. Returns ``(B, r)`` values; the
+    remaining ``min(n_in, n_out) - r`` singular values of AᵀΔ are exactly zero.
+    """
+    a = a_rows.to(DTYPE).transpose(-1, -2)  # (B, n_in, r)
+    d = d_rows.to(DTYPE).transpose(-1, -2)  # (B, n_out, r)
+    ra = torch.linalg.qr(a, mode="r")[1]  # (B, r, r) when n_in >= r
+    rd = torch.linalg.qr(d, mode="r")[1]
+    return svdvals(ra @ rd.transpose(-1, -2))
+
+
+def pad_values(values: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad (or cut) the last axis of descending singular values to ``length``."""
+    n = values.shape[-1]
+    if n >= length:
+        return values[..., :length]
+    pad = values.new_zeros(values.shape[:-1] + (length - n,))
+    return torch.cat([values, pad], dim=-1)
+
+
+def stack_padded(mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack row blocks of equal width into ``(B, max_rows, cols)``, zero-padding the rows."""
+    rmax = max(m.shape[0] for m in mats)
+    out = mats[0].new_zeros((len(mats), rmax, mats[0].shape[1]), dtype=DTYPE)
+    for i, m in enumerate(mats):
+        out[i, : m.shape[0]] = m
+    return out
+
+
+def numerical_rank(values, shape: tuple[int, int], atol: float = 0.0) -> int:
+    """Number of σ above ``max(atol, σ₁ · max(m, n) · eps(float64))`` (NOTES §2)."""
+    v = torch.as_tensor(values, dtype=DTYPE)
+    if v.numel() == 0 or not bool(torch.isfinite(v).all()):
+        return 0
+    tol = max(atol, float(v.max()) * max(shape) * torch.finfo(DTYPE).eps)
+    return int((v > tol).sum())
