@@ -167,3 +167,22 @@ def test_float32_model_matches_float64_oracle_loosely():
         got = snap.singular_values(key, "grad", gid)
         assert got.dtype == "float64"
         assert abs(got[0] - want[0]) <= 1e-4 * want[0], (key, gid)
+
+
+@pytest.mark.parametrize("stats", [("grad",), ("grad", "act", "delta")])
+def test_full_batch_training_steps_stay_exact_when_the_input_repeats(stats):
+    """Steps 2+ reuse the unchanged input's QR factors (σ(G) = σ(RΔ)); check every step."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(40, 12), nn.Tanh(), nn.Linear(12, 3)).double()
+    x, y = torch.randn(N, 40, dtype=torch.float64), torch.randint(0, 3, (N,))
+    rec = SpectralRecorder(model, stats=stats)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step in range(4):
+        opt.zero_grad()
+        with rec.record(groups=GROUPS) as snap:
+            F.cross_entropy(model(x), y).backward()
+        oracle = oracle_grad_spectra(model, per_sample_ce(model, x, y), GROUPS)
+        for (key, gid), want in oracle.items():
+            assert_spectra_close(snap.singular_values(key, "grad", gid), want, f"step {step} {key} group {gid}")
+        opt.step()
+    assert rec._inputs["0.weight"].factors is not None  # the cached route was taken

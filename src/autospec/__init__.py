@@ -11,6 +11,16 @@ The public entry point is :class:`SpectralRecorder`::
 
 __version__ = "0.1.0"
 
-from .spectral import Snapshot, SpectraWriter, SpectralRecorder, read_spectra  # noqa: E402
+_LAZY = {"Snapshot", "SpectraWriter", "SpectralRecorder", "read_spectra"}
+
+
+def __getattr__(name):
+    # torch is imported only when the spectral core is used: light CLI steps start fast
+    if name in _LAZY:
+        from . import spectral
+
+        return getattr(spectral, name)
+    raise AttributeError(f"module 'autospec' has no attribute {name!r}")
+
 
 __all__ = ["Snapshot", "SpectraWriter", "SpectralRecorder", "read_spectra", "__version__"]

@@ -23,7 +23,8 @@ class RowFactor:
         self._factor: torch.Tensor | None = None
         self._raw: list[torch.Tensor] = []
         self._nraw = 0
-        self._cap = max(2 * ncols, 64)
+        # fold in large batches: fewer LAPACK calls for layers called once per time step
+        self._cap = max(4 * ncols, 2048)
 
     def add(self, rows: torch.Tensor) -> None:
         if rows.shape[0] == 0:
@@ -90,15 +91,26 @@ class GradSpectra:
                 self._a[k].append(a_groups[k].to(DTYPE))
                 self._d[k].append(d_groups[k].to(DTYPE))
             return
+        self._to_formed(a_groups[0].device)
+        for k in range(self.k):
+            if a_groups[k].shape[0]:
+                # the product in the layer's own precision (as autograd forms .grad), summed in float64
+                a, d = _working(a_groups[k]), _working(d_groups[k])
+                self._g[k] += (d.T @ a).to(DTYPE)
+
+    def _to_formed(self, device) -> None:
         if self._g is None:
-            self._g = torch.zeros((self.k, self.n_out, self.n_in), dtype=DTYPE, device=a_groups[0].device)
+            self._g = torch.zeros((self.k, self.n_out, self.n_in), dtype=DTYPE, device=device)
             for k in range(self.k):
                 if self._a[k]:
                     self._g[k] += torch.cat(self._d[k]).T @ torch.cat(self._a[k])
             self._a = self._d = None
-        for k in range(self.k):
-            if a_groups[k].shape[0]:
-                self._g[k].addmm_(d_groups[k].T.to(DTYPE), a_groups[k].to(DTYPE))
+
+    def add_group_grads(self, g: torch.Tensor) -> None:
+        """Add already formed per-group gradients ``(K, n_out, n_in)``."""
+        self._to_formed(g.device)
+        self.total += self.cap  # formed from now on
+        self._g += g.to(DTYPE)
 
     def finalize(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(σ(G), [σ(G_k)]), each of length min(n_in, n_out), zero-padded beyond the rank."""
@@ -119,6 +131,10 @@ class GradSpectra:
         vals = product_svdvals_qr(stack_padded([*a, a_all]), stack_padded([*d, d_all]))
         vals = pad_values(vals, n)
         return vals[-1], list(vals[:-1])
+
+
+def _working(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def add_formed(acc: torch.Tensor | None, grads: torch.Tensor) -> torch.Tensor:

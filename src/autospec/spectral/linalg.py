@@ -23,22 +23,33 @@ DTYPE = torch.float64
 def svdvals(m: torch.Tensor) -> torch.Tensor:
     """Singular values (descending) of a matrix or a batch of matrices, in float64.
 
-    Non-finite inputs give NaN values instead of LAPACK's convergence error, so a diverging
-    run records NaN rather than crashing; the caller decides whether to warn.
+    A matrix at least twice as wide as tall (or tall as wide) is first reduced to its square R
+    factor (same σ; LAPACK's SVD of the reduced problem is several times cheaper). Non-finite
+    inputs give NaN values instead of LAPACK's convergence error, so a diverging run records NaN
+    rather than crashing; the caller decides whether to warn.
     """
     m = m.to(DTYPE)
-    k = min(m.shape[-2], m.shape[-1])
-    if k == 0:
+    rows, cols = m.shape[-2], m.shape[-1]
+    if min(rows, cols) == 0:
         return m.new_zeros(m.shape[:-2] + (0,))
+    try:
+        return torch.linalg.svdvals(_squarish(m))
+    except RuntimeError:  # LAPACK refuses non-finite input; find the finite ones
+        pass
+    out = m.new_full(m.shape[:-2] + (min(rows, cols),), float("nan"))
     finite = torch.isfinite(m).flatten(-2).all(-1)
-    if bool(finite.all()):
-        return torch.linalg.svdvals(m)
-    out = m.new_full(m.shape[:-2] + (k,), float("nan"))
-    if m.dim() == 2:
-        return out
-    if bool(finite.any()):
-        out[finite] = torch.linalg.svdvals(m[finite])
+    if m.dim() > 2 and bool(finite.any()):
+        out[finite] = torch.linalg.svdvals(_squarish(m[finite]))
     return out
+
+
+def _squarish(m: torch.Tensor) -> torch.Tensor:
+    rows, cols = m.shape[-2], m.shape[-1]
+    if cols >= 2 * rows:
+        return torch.linalg.qr(m.transpose(-1, -2), mode="r")[1]
+    if rows >= 2 * cols:
+        return torch.linalg.qr(m, mode="r")[1]
+    return m
 
 
 def r_factor(rows: torch.Tensor) -> torch.Tensor:

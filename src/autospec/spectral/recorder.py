@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_flatten
 from . import replay
 from .accumulators import GradSpectra, MatrixSpectra, add_formed, formed_spectra
 from .adapters import batch_dims
+from .input_cache import InputCache
 from .snapshot import STATS, WHOLE, Snapshot
 from .targets import Target, find_targets
 
@@ -52,27 +53,17 @@ class _Step:
             self.ids = [int(v) for v in uniq.tolist()]
             self.index = inverse
             self.k = len(self.ids)
+            # the whole batch's order by group, reused by every layer of the step
+            self.order = torch.argsort(inverse, stable=True)
+            self.counts = torch.bincount(inverse, minlength=self.k).tolist()
         self.grad: dict[str, GradSpectra] = {}
         self.act: dict[str, MatrixSpectra] = {}
         self.delta: dict[str, MatrixSpectra] = {}
         self.calls: dict[str, int] = {}
-        self.act_cached: dict[str, int] = {}
-        self.act_inputs: dict[str, torch.Tensor] = {}
+        self.cached_calls: dict[str, int] = {}  # calls whose input matched the InputCache
+        self.new_inputs: dict[str, torch.Tensor] = {}  # data inputs that may repeat next step
+        self.factored: dict[str, list[torch.Tensor]] = {}  # Δ blocks for the cached-factor route
         self.replays: dict[str, list[replay.ReplayCall]] = {}
-
-
-class _ActCache:
-    """σ(A) of a layer whose input did not change (full-batch training: the first layer)."""
-
-    def __init__(self, x: torch.Tensor, groups: torch.Tensor | None, values):
-        self.x, self.groups, self.values = x, groups, values
-
-    def matches(self, x: torch.Tensor, groups: torch.Tensor | None) -> bool:
-        if (self.groups is None) != (groups is None):
-            return False
-        if groups is not None and not torch.equal(self.groups, groups):
-            return False
-        return self.x.shape == x.shape and self.x.dtype == x.dtype and torch.equal(self.x, x)
 
 
 class SpectralRecorder:
@@ -110,7 +101,7 @@ class SpectralRecorder:
         self.step = 0
         self._state: _Step | None = None
         self._replaying = False
-        self._act_cache: dict[str, _ActCache] = {}
+        self._inputs: dict[str, InputCache] = {}
 
     @property
     def keys(self) -> list[str]:
@@ -184,13 +175,13 @@ class SpectralRecorder:
             self._check_batch(x.shape[0], f"'{t.name}' (dim 0 of its input)")
             st.calls[key] = st.calls.get(key, 0) + 1
             cached = False
-            if "act" in self.stats:
-                c = self._act_cache.get(key)
+            if not args[0].requires_grad:  # a data input: it may repeat (full-batch training)
+                c = self._inputs.get(key)
                 cached = c is not None and c.matches(x, st.groups)
                 if cached:
-                    st.act_cached[key] = st.act_cached.get(key, 0) + 1
-                elif not args[0].requires_grad:  # a data input: it may repeat next step
-                    st.act_inputs[key] = x
+                    st.cached_calls[key] = st.cached_calls.get(key, 0) + 1
+                else:
+                    st.new_inputs[key] = x
             box = [x]
 
             def on_delta(grad):
@@ -202,22 +193,49 @@ class SpectralRecorder:
 
         return hook
 
-    def _reduce(self, t: Target, x: torch.Tensor, grad: torch.Tensor, act_cached: bool) -> None:
+    def _reduce(self, t: Target, x: torch.Tensor, grad: torch.Tensor, cached: bool) -> None:
         st, key, ad, m = self._state, t.keys[0], t.adapter, t.module
         if st is None:
             return
         n_out, n_in = t.shapes[0]
         n = grad.shape[0]
-        per_sample = max(1, ad.rows_per_sample(m, grad)) * (n_in + n_out)
-        chunk = max(1, _CHUNK_ELEMENTS // per_sample)
+        rows = max(1, ad.rows_per_sample(m, grad))
+        chunk = max(1, _CHUNK_ELEMENTS // (rows * (n_in + n_out)))
+        cache = self._inputs.get(key) if cached else None
+        act_known = cache is not None and cache.act is not None
+        if (
+            cache is not None
+            and "grad" in self.stats
+            and st.calls[key] == 1
+            and n * rows < n_in
+            and chunk >= n
+            and (act_known or "act" not in self.stats)
+        ):
+            # cheapest exact route: σ(G_k) = σ(R_k Δ_k) with R_k from the unchanged input
+            if cache.factors is None:
+                cache.build_factors(self._split(ad.input_rows(m, x), 0))
+            d_groups = self._split(ad.output_rows(m, grad), 0)
+            st.factored[key] = d_groups
+            if "delta" in self.stats:
+                st.delta.setdefault(key, MatrixSpectra(st.k, n_out)).add(d_groups)
+            return
+        need_rows = bool({"act", "delta"} & set(self.stats)) and not (act_known and "delta" not in self.stats)
+        if "grad" in self.stats:
+            blocks = None if st.index is None else list(st.order.to(x.device).split(st.counts))
+            formed = ad.group_grads(m, x, grad, [None] if blocks is None else blocks)
+            if formed is not None:
+                st.grad.setdefault(key, GradSpectra(st.k, n_in, n_out)).add_group_grads(formed)
+                if not need_rows:
+                    return
+        else:
+            formed = None
+        want_a = ("grad" in self.stats and formed is None) or ("act" in self.stats and not act_known)
         for s in range(0, n, chunk):
-            a = ad.input_rows(m, x[s : s + chunk])
-            d = ad.output_rows(m, grad[s : s + chunk])
-            a_groups = self._split(a, s)
-            d_groups = self._split(d, s)
-            if "grad" in self.stats:
+            a_groups = self._split(ad.input_rows(m, x[s : s + chunk]), s) if want_a else None
+            d_groups = self._split(ad.output_rows(m, grad[s : s + chunk]), s)
+            if "grad" in self.stats and formed is None:
                 st.grad.setdefault(key, GradSpectra(st.k, n_in, n_out)).add(a_groups, d_groups)
-            if "act" in self.stats and not act_cached:
+            if "act" in self.stats and not act_known:
                 st.act.setdefault(key, MatrixSpectra(st.k, n_in)).add(a_groups)
             if "delta" in self.stats:
                 st.delta.setdefault(key, MatrixSpectra(st.k, n_out)).add(d_groups)
@@ -228,9 +246,12 @@ class SpectralRecorder:
         width = rows.shape[-1]
         if st.index is None:
             return [rows.reshape(-1, width)]
-        idx = st.index[start : start + rows.shape[0]].to(rows.device)
-        order = torch.argsort(idx, stable=True)
-        counts = torch.bincount(idx, minlength=st.k).tolist()
+        if start == 0 and rows.shape[0] == st.index.shape[0]:
+            order, counts = st.order.to(rows.device), st.counts
+        else:
+            idx = st.index[start : start + rows.shape[0]].to(rows.device)
+            order = torch.argsort(idx, stable=True)
+            counts = torch.bincount(idx, minlength=st.k).tolist()
         return [b.reshape(-1, width) for b in rows[order].split(counts)]
 
     def _generic_pre(self, t: Target):
@@ -295,20 +316,33 @@ class SpectralRecorder:
 
     def _finish_adapter(self, t: Target, snap: Snapshot, nonfinite: list[str]) -> None:
         st, key = self._state, t.keys[0]
+        (n_out, n_in), calls = t.shapes[0], st.calls.get(key, 0)
+        cache = self._inputs.get(key)
+        if key in st.factored:
+            d_groups = st.factored.pop(key)
+            if key in st.grad:  # another call of the layer in this step: take the general route
+                a_groups = self._split(t.adapter.input_rows(t.module, cache.x), 0)
+                st.grad[key].add(a_groups, d_groups)
+            else:
+                self._put(snap, key, "grad", *cache.grad_spectra(d_groups, n_in, n_out), nonfinite)
         if key in st.grad:
             self._put(snap, key, "grad", *st.grad.pop(key).finalize(), nonfinite)
         if key in st.delta:
             self._put(snap, key, "delta", *st.delta.pop(key).finalize(), nonfinite)
-        calls = st.calls.get(key, 0)
+        all_cached = calls and st.cached_calls.get(key, 0) == calls
+        if not all_cached:
+            self._inputs.pop(key, None)
+            if calls == 1 and key in st.new_inputs:
+                cache = self._inputs[key] = InputCache(st.new_inputs[key], st.groups)
+            else:
+                cache = None
         if "act" in self.stats and calls:
-            if st.act_cached.get(key, 0) == calls and key in self._act_cache:
-                whole, per = self._act_cache[key].values
+            if all_cached and cache.act is not None:
+                whole, per = cache.act
             elif key in st.act:
                 whole, per = st.act.pop(key).finalize()
-                if calls == 1 and key in st.act_inputs:
-                    self._act_cache[key] = _ActCache(st.act_inputs[key].clone(), st.groups, (whole, per))
-                else:
-                    self._act_cache.pop(key, None)
+                if cache is not None:
+                    cache.act = (whole, per)
             else:
                 return
             self._put(snap, key, "act", whole, per, nonfinite)

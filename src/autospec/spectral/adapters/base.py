@@ -35,6 +35,14 @@ class LayerAdapter:
     def output_rows(self, module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def group_grads(self, module: nn.Module, x: torch.Tensor, grad: torch.Tensor, blocks) -> torch.Tensor | None:
+        """Optional fast route: formed per-group gradients ``(K, n_out, n_in)``.
+
+        ``blocks`` is a list of K index tensors (samples of each group). Return None to use the
+        generic row route (Σ ΔᵀA over the rows of A and Δ).
+        """
+        return None
+
     def rows_per_sample(self, module: nn.Module, grad: torch.Tensor) -> int:
         """R, from the output adjoint's shape (cheap; used to choose chunk sizes)."""
         return int(grad[0].numel() // self.weight_shape(module)[0]) if grad.shape[0] else 0

@@ -48,3 +48,19 @@ class ConvAdapter(LayerAdapter):
 
     def output_rows(self, module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
         return grad.flatten(2).transpose(1, 2)
+
+    def group_grads(self, module, x, grad, blocks):
+        """Each group's weight gradient by torch's own convolution backward (no im2col copy)."""
+        pad = module._reversed_padding_repeated_twice
+        if any(pad):
+            x = F.pad(x, pad)
+        d = len(module.kernel_size)
+        out = []
+        for idx in blocks:
+            xs, gs = (x, grad) if idx is None else (x[idx], grad[idx])
+            gw = torch.ops.aten.convolution_backward(
+                gs, xs, module.weight, None, module.stride, [0] * d, module.dilation,
+                False, [0] * d, 1, [False, True, False],
+            )[1]
+            out.append(gw.reshape(gw.shape[0], -1))
+        return torch.stack(out)
