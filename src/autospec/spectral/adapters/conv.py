@@ -50,16 +50,27 @@ class ConvAdapter(LayerAdapter):
         return grad.flatten(2).transpose(1, 2)
 
     def group_grads(self, module, x, grad, blocks):
-        """Each group's weight gradient by torch's own convolution backward (no im2col copy)."""
-        pad = module._reversed_padding_repeated_twice
-        if any(pad):
-            x = F.pad(x, pad)
+        """Each group's weight gradient by torch's own convolution backward (no im2col copy).
+
+        The input is used as it is (no per-group copy of the largest tensor); each group's
+        adjoint is the full adjoint with the other samples zeroed.
+        """
         d = len(module.kernel_size)
+        if isinstance(module.padding, str):  # 'same' may pad asymmetrically: pad explicitly
+            pad = module._reversed_padding_repeated_twice
+            x = F.pad(x, pad) if any(pad) else x
+            padding = [0] * d
+        else:
+            padding = list(module.padding)
         out = []
         for idx in blocks:
-            xs, gs = (x, grad) if idx is None else (x[idx], grad[idx])
+            if idx is None:
+                gs = grad
+            else:
+                gs = torch.zeros_like(grad)
+                gs[idx] = grad[idx]
             gw = torch.ops.aten.convolution_backward(
-                gs, xs, module.weight, None, module.stride, [0] * d, module.dilation,
+                gs, x, module.weight, None, module.stride, padding, module.dilation,
                 False, [0] * d, 1, [False, True, False],
             )[1]
             out.append(gw.reshape(gw.shape[0], -1))
