@@ -40,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the command line of the current invocation (for provenance), set by :func:`main`
+INVOCATION: list[str] | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
+    global INVOCATION
+    INVOCATION = [sys.executable, "-m", "autospec", *(sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

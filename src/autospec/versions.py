@@ -43,7 +43,7 @@ def code_version(start: Path | None = None) -> dict[str, object]:
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=normal"],
                 cwd=here,
                 capture_output=True,
                 text=True,
