@@ -163,3 +163,24 @@ def test_memory_does_not_grow_with_steps():
             counts.append(live_tensors())
     assert counts[1] <= counts[0]
     assert rec._state is None and all(not m._forward_hooks and not m._forward_pre_hooks for m in both.modules())
+
+
+def test_two_nested_recorders_do_not_see_each_others_replays():
+    from autospec.nn import LearnedPositions
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 4), LearnedPositions(5, 4), nn.Flatten(), nn.Linear(20, 2)).double()
+    x, y = torch.randn(6, 5, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
+    g = torch.tensor([0, 1, 0, 1, 1, 0])
+    alone = SpectralRecorder(model, stats=("grad",))
+    with alone.record(groups=g) as ref:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad()
+    outer, inner = SpectralRecorder(model, stats=("grad",)), SpectralRecorder(model, stats=("grad",))
+    with outer.record(groups=g) as snap:
+        with inner.record(groups=torch.arange(6)) as per_sample:
+            F.cross_entropy(model(x), y).backward()
+    for key in ref.keys:
+        for gid in (None, 0, 1):
+            np.testing.assert_allclose(snap.singular_values(key, "grad", gid), ref.singular_values(key, "grad", gid), rtol=1e-12)
+    assert per_sample.groups == list(range(6))

