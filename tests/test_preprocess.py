@@ -1,0 +1,401 @@
+"""Preprocessing to the prepared-dataset file, through the library and `autospec preprocess`.
+
+Also home of ``write_cohort``, the small test-cohort builder the other cohort tests import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from autospec.cli import main
+from autospec.data.cohort import load_cohort_config
+from autospec.data.dataset import load_dataset
+from autospec.data.neuromark import component_domains
+from autospec.data.preprocess import (
+    preprocess_spatial_maps,
+    preprocess_timecourses,
+    preprocess_volumes,
+)
+
+TR = 2.0
+N_T, N_C, GRID = 40, 53, (5, 6, 4)
+IDS = [f"A{n:08d}" for n in (11, 12, 13, 14, 15, 16)]
+TYPES = ["Patient", "Control", "Patient", "Control", "Patient", "Control"]
+SEXES = ["Male", "Male", "Female", "Female", "Male", "Female"]
+
+
+def real_aseg(shared_data: Path) -> Path:
+    found = sorted(shared_data.glob("freesurfer/**/aseg.stats"))
+    if not found:
+        pytest.skip("no real aseg.stats under shared data")
+    return found[0]
+
+
+def write_aseg(template: Path, dest: Path, factor: float) -> None:
+    """Copy a real aseg.stats with every Volume_mm3 multiplied by ``factor``."""
+    out, cols = [], None
+    for line in template.read_text().splitlines():
+        if line.startswith("# ColHeaders"):
+            cols = line.split()[2:]
+        elif cols and line.strip() and not line.startswith("#"):
+            f = line.split()
+            i = cols.index("Volume_mm3")
+            f[i] = f"{float(f[i]) * factor:.1f}"
+            line = "  " + "  ".join(f)
+        out.append(line)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("\n".join(out) + "\n")
+
+
+def write_timecourses(path: Path, data: np.ndarray, tr: float | None = TR) -> None:
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4))
+    if tr is not None and data.ndim == 2:
+        img.header.set_zooms((tr, 1.0))
+    nib.save(img, path)
+
+
+def write_maps(path: Path, data: np.ndarray) -> None:
+    nib.save(
+        nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), path
+    )
+
+
+def write_cohort(
+    root: Path, aseg_template: Path | None = None, name: str = "demo", **overrides
+) -> Path:
+    """A 6-subject cohort (3 SZ, 3 HC) in the cohort-contract layout; returns the config path.
+
+    Time courses (40, 53) with a planted 0.05 Hz rhythm, maps (5, 6, 4, 53); aseg.stats copied
+    from ``aseg_template`` with perturbed volumes (no freesurfer block when it is None). A
+    Disenrolled row without data is included. ``overrides`` update the cohort block.
+    """
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [",Current Age,Gender,Handedness,Subject Type,Diagnosis"]
+    for sid, typ, sex in zip(IDS, TYPES, SEXES):
+        diag = "295.30" if typ == "Patient" else "None"
+        rows.append(f"{sid},{rng.integers(18, 60)},{sex},Right,{typ},{diag}")
+    rows.append("A00000099,33,Male,Right,Disenrolled,Disenrolled")
+    (root / "phenotype.csv").write_text("\n".join(rows) + "\n")
+
+    gdir = root / "gift"
+    gdir.mkdir()
+    (gdir / "subjects.txt").write_text("\n".join(IDS) + "\n")
+    t = np.arange(N_T) * TR
+    for k, _ in enumerate(IDS, start=1):
+        tc = rng.normal(size=(N_T, N_C)) + np.sin(2 * np.pi * 0.05 * t)[:, None]
+        write_timecourses(gdir / f"demo_sub{k:03d}_timecourses_ica_s1_.nii", tc)
+        write_maps(gdir / f"demo_sub{k:03d}_component_ica_s1_.nii", rng.normal(size=(*GRID, N_C)))
+    block = {
+        "phenotype": "phenotype.csv",
+        "groups": {"by": [{"column": "Subject Type", "map": {"Patient": "SZ", "Control": "HC"}}]},
+        "gift": {
+            "dir": "gift",
+            "prefix": "demo",
+            "tr": TR,
+            "n_components": N_C,
+            "timecourses": {"low_pass": 0.15, "high_pass": 0.01},
+        },
+    }
+    if aseg_template is not None:
+        for i, sid in enumerate(IDS):
+            write_aseg(
+                aseg_template,
+                root / "freesurfer" / sid / "stats" / "aseg.stats",
+                1.0 + 0.05 * i + (0.1 if TYPES[i] == "Patient" else 0.0),
+            )
+        block["freesurfer"] = {"subjects_dir": "freesurfer"}
+    block.update(overrides)
+    cfg = root / "cohorts.yaml"
+    cfg.write_text(yaml.safe_dump({"cohorts": {name: block}}, sort_keys=False))
+    return cfg
+
+
+def edit_block(cfg: Path, **changes) -> None:
+    doc = yaml.safe_load(cfg.read_text())
+    block = next(iter(doc["cohorts"].values()))
+    block.update(changes)
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def run_cli(capsys, cfg: Path, kind: str, out: Path, *extra: str) -> tuple[int, str]:
+    rc = main(
+        [
+            "preprocess",
+            "--cohort-config",
+            str(cfg),
+            "--cohort",
+            "demo",
+            "--kind",
+            kind,
+            "--out",
+            str(out),
+            "-q",
+            *extra,
+        ]
+    )
+    return rc, capsys.readouterr().err
+
+
+def assert_fails(capsys, cfg: Path, kind: str, *needles: str) -> str:
+    """The CLI exits 2 with one line naming every needle, and leaves no output or temp file."""
+    outdir = cfg.parent / "out"
+    rc, err = run_cli(capsys, cfg, kind, outdir / "X.npz")
+    assert rc == 2, err
+    line = err.strip()
+    assert "\n" not in line and line.startswith("autospec preprocess: error:"), err
+    for needle in needles:
+        assert str(needle) in line, (needle, line)
+    left = list(outdir.iterdir()) if outdir.exists() else []
+    assert left == [], left
+    return line
+
+
+# ---------------------------------------------------------------------------- good paths
+def test_volumes_dataset_and_manifest(tmp_path, shared_data, capsys):
+    cfg = write_cohort(tmp_path / "c", real_aseg(shared_data))
+    out = tmp_path / "out" / "vol.npz"
+    rc, err = run_cli(capsys, cfg, "volumes", out)
+    assert rc == 0, err
+    ds = load_dataset(out)
+    assert ds.X.shape == (6, 45)
+    assert list(ds.subject_ids) == IDS  # phenotype order
+    assert list(ds.group_names) == ["HC", "SZ"] and list(ds.class_names) == ["HC", "SZ"]
+    assert [ds.group_names[g] for g in ds.groups] == [
+        "SZ" if t == "Patient" else "HC" for t in TYPES
+    ]
+    np.testing.assert_array_equal(ds.y, ds.groups)
+    assert "Left-Thalamus" in ds.meta["feature_names"] and ds.meta["kind"] == "volumes"
+    # z-scored per column (constant zero-volume structures stay 0)
+    np.testing.assert_allclose(ds.X.mean(axis=0), 0, atol=1e-5)
+    sd = ds.X.std(axis=0)
+    assert np.all((np.abs(sd - 1) < 1e-4) | (sd == 0))
+    assert ds.meta["left_out"] == {"disenrolled": ["A00000099"]}
+
+    m = json.loads(Path(f"{out}.manifest.json").read_text())
+    paths = {Path(r["path"]).name for r in m["inputs"]}
+    assert {"cohorts.yaml", "phenotype.csv", "aseg.stats"} <= paths
+    assert len([r for r in m["inputs"] if r["path"].endswith("aseg.stats")]) == 6
+    assert m["outputs"][0]["path"] == str(out) and len(m["outputs"][0]["sha256"]) == 64
+    assert m["params"]["freesurfer"]["etiv_normalize"] is True and m["params"]["kind"] == "volumes"
+    assert [p.name for p in out.parent.iterdir()] != [] and not list(out.parent.glob(".*tmp"))
+
+
+def test_volumes_etiv_normalisation_without_zscore(tmp_path, shared_data):
+    src = real_aseg(shared_data)
+    cfg = load_cohort_config(
+        write_cohort(
+            tmp_path,
+            src,
+            freesurfer={
+                "subjects_dir": "freesurfer",
+                "zscore": False,
+                "structures": ["Left-Hippocampus"],
+            },
+        )
+    )
+    ds = preprocess_volumes(cfg)
+    assert ds.X.shape == (6, 1) and ds.meta["units"] == "fraction of eTIV"
+    # subject 0 has factor 1.1 (patient): 4333.5 * 1.1 / eTIV
+    np.testing.assert_allclose(ds.X[0, 0], round(4333.5 * 1.1, 1) / 1420434.160521, rtol=1e-6)
+
+
+def test_timecourses_dataset(tmp_path):
+    cfg = load_cohort_config(write_cohort(tmp_path))
+    ds = preprocess_timecourses(cfg)
+    assert ds.X.shape == (6, N_T, N_C)
+    assert ds.meta["tr"] == TR and ds.meta["components"] == list(range(1, 54))
+    assert ds.meta["domains"] == component_domains()
+    np.testing.assert_allclose(ds.X.mean(axis=1), 0, atol=1e-4)
+    np.testing.assert_allclose(ds.X.std(axis=1, ddof=1), 1, atol=1e-4)
+    # the band-pass keeps the planted 0.05 Hz rhythm: it dominates the group-mean spectrum
+    spec = np.abs(np.fft.rfft(ds.X.mean(axis=(0, 2)))) ** 2
+    assert np.fft.rfftfreq(N_T, TR)[spec.argmax()] == pytest.approx(0.05, abs=0.0126)
+
+
+def test_timecourses_component_selection_and_unequal_lengths(tmp_path, caplog, capsys):
+    root = tmp_path / "c"
+    cfg = write_cohort(root)
+    write_timecourses(
+        root / "gift" / "demo_sub002_timecourses_ica_s1_.nii",
+        np.random.default_rng(1).normal(size=(36, N_C)),
+    )
+    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "tr": TR, "components": [3, 1, 53]})
+    caplog.set_level("INFO", logger="autospec")
+    ds = preprocess_timecourses(load_cohort_config(cfg))
+    assert ds.X.shape == (6, 36, 3) and ds.meta["components"] == [3, 1, 53]
+    assert "domains" not in ds.meta and ds.meta["cropped"] == [i for i in IDS if i != IDS[1]]
+    assert "cropped to 36" in caplog.text and IDS[0] in caplog.text
+
+    edit_block(
+        cfg,
+        gift={"dir": "gift", "prefix": "demo", "tr": TR, "timecourses": {"length_policy": "pad"}},
+    )
+    ds = preprocess_timecourses(load_cohort_config(cfg))
+    assert ds.X.shape == (6, N_T, N_C) and ds.meta["padded"] == [IDS[1]]
+    np.testing.assert_array_equal(ds.X[1, 36:], 0)
+
+    edit_block(
+        cfg,
+        gift={"dir": "gift", "prefix": "demo", "tr": TR, "timecourses": {"length_policy": "error"}},
+    )
+    assert_fails(capsys, cfg, "timecourses", IDS[1], "36 time points", "length_policy error")
+
+
+def test_spatial_maps_dataset_and_mean_map(tmp_path, capsys):
+    root = tmp_path / "c"
+    cfg = write_cohort(root)
+    out, mean = tmp_path / "out" / "maps.npz", tmp_path / "out" / "mean.nii.gz"
+    rc, err = run_cli(capsys, cfg, "spatialmaps", out, "--mean-map", str(mean))
+    assert rc == 0, err
+    ds = load_dataset(out)
+    assert ds.X.shape == (6, *GRID)
+    first = nib.load(root / "gift" / "demo_sub001_component_ica_s1_.nii").get_fdata()
+    np.testing.assert_allclose(ds.X[0], first.max(axis=3), rtol=1e-6)
+    img = nib.load(mean)
+    np.testing.assert_allclose(img.get_fdata(), ds.X.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(img.affine, np.diag([3.0, 3.0, 3.0, 1.0]))
+    m = json.loads(Path(f"{mean}.manifest.json").read_text())
+    assert {Path(r["path"]).name for r in m["outputs"]} == {"maps.npz", "mean.nii.gz"}
+    assert len([r for r in m["inputs"] if "component_ica" in r["path"]]) == 6
+    assert any(r["path"].endswith("subjects.txt") for r in m["inputs"])
+
+
+def test_spatial_maps_resample_and_mask(tmp_path):
+    root = tmp_path / "c"
+    cfg = write_cohort(root)
+    mask = np.zeros(GRID, dtype=np.uint8)
+    mask[1:4, 1:5, 1:3] = 1
+    nib.save(nib.Nifti1Image(mask, np.diag([3.0, 3.0, 3.0, 1.0])), root / "mask.nii.gz")
+    edit_block(
+        cfg,
+        gift={"dir": "gift", "prefix": "demo", "tr": TR, "spatial_maps": {"mask": "mask.nii.gz"}},
+    )
+    ds, _ = preprocess_spatial_maps(load_cohort_config(cfg))
+    assert np.all(ds.X[:, mask == 0] == 0) and np.any(ds.X[:, mask == 1] != 0)
+
+    edit_block(
+        cfg,
+        gift={
+            "dir": "gift",
+            "prefix": "demo",
+            "tr": TR,
+            "spatial_maps": {"target_shape": [10, 12, 8], "reduce": "mean"},
+        },
+    )
+    ds, mean = preprocess_spatial_maps(load_cohort_config(cfg))
+    assert ds.X.shape == (6, 10, 12, 8) and mean.shape == (10, 12, 8)
+    np.testing.assert_allclose(np.diag(mean.affine)[:3], [1.5, 1.5, 1.5])
+    # same field of view: the outer corner of voxel 0 stays at -1.5 mm
+    np.testing.assert_allclose(mean.affine[:3, 3], -1.5 + 0.75)
+
+
+# ------------------------------------------------------------- bad NIfTI inputs via the CLI
+def _tc(root: Path, k: int = 3) -> Path:
+    return root / "gift" / f"demo_sub{k:03d}_timecourses_ica_s1_.nii"
+
+
+def test_corrupt_nifti(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    _tc(tmp_path / "c").write_bytes(b"this is not a NIfTI file" * 20)
+    assert_fails(capsys, cfg, "timecourses", _tc(tmp_path / "c"), "corrupt or truncated")
+
+
+def test_truncated_nifti(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    f = tmp_path / "c" / "gift" / "demo_sub002_component_ica_s1_.nii"
+    f.write_bytes(f.read_bytes()[:1000])
+    assert_fails(capsys, cfg, "spatialmaps", f, "corrupt or truncated")
+
+
+def test_transposed_timecourses(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    write_timecourses(_tc(tmp_path / "c"), np.ones((N_C, N_T)), tr=None)
+    assert_fails(capsys, cfg, "timecourses", _tc(tmp_path / "c"), "looks transposed")
+
+
+def test_wrong_component_count(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    write_timecourses(_tc(tmp_path / "c"), np.ones((N_T, 52)))
+    assert_fails(capsys, cfg, "timecourses", _tc(tmp_path / "c"), "52 components, config says 53")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_timecourses(tmp_path, capsys, bad):
+    cfg = write_cohort(tmp_path / "c")
+    data = np.ones((N_T, N_C))
+    data[5, 7] = bad
+    write_timecourses(_tc(tmp_path / "c"), data)
+    assert_fails(
+        capsys,
+        cfg,
+        "timecourses",
+        _tc(tmp_path / "c"),
+        "NaN" if bad != bad else "Inf",
+        "component(s) 8",
+    )
+
+
+def test_tr_mismatch(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    write_timecourses(_tc(tmp_path / "c"), np.ones((N_T, N_C)), tr=2.5)
+    assert_fails(capsys, cfg, "timecourses", _tc(tmp_path / "c"), "header TR", "2.5", "gift.tr")
+
+
+def test_missing_subject_file(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    _tc(tmp_path / "c", 4).unlink()
+    assert_fails(capsys, cfg, "timecourses", IDS[3], _tc(tmp_path / "c", 4))
+
+
+def test_mean_map_only_for_spatialmaps(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    rc, err = run_cli(
+        capsys,
+        cfg,
+        "timecourses",
+        tmp_path / "out" / "X.npz",
+        "--mean-map",
+        str(tmp_path / "out" / "m.nii.gz"),
+    )
+    assert rc == 2 and "--mean-map" in err and not (tmp_path / "out").exists()
+
+
+def test_subprocess_exit_status(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = write_cohort(tmp_path / "c")
+    _tc(tmp_path / "c").write_bytes(b"garbage")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autospec",
+            "preprocess",
+            "--cohort-config",
+            str(cfg),
+            "--kind",
+            "timecourses",
+            "--out",
+            str(tmp_path / "out" / "X.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and str(_tc(tmp_path / "c")) in r.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_cli_kinds_match_library():
+    from autospec.commands import preprocess as cmd
+    from autospec.data.cohort import KINDS
+
+    assert cmd.KINDS == KINDS
