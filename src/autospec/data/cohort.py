@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from ..validation import DefaultFillingValidator
 from ..errors import InputError
 from .subjects import KINDS, CohortSubjects, cohort_subjects
 
@@ -49,21 +50,7 @@ def cohort_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _with_defaults(cls):
-    """A validator class that also fills ``default`` values of absent properties (in place)."""
-    validate_properties = cls.VALIDATORS["properties"]
-
-    def properties(validator, props, instance, schema):
-        if validator.is_type(instance, "object"):
-            for name, sub in props.items():
-                if isinstance(sub, dict) and "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, props, instance, schema)
-
-    return jsonschema.validators.extend(cls, {"properties": properties})
-
-
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+_Validator = DefaultFillingValidator
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from ..validation import DefaultFillingValidator
 from ..errors import InputError
 
 
@@ -27,25 +28,7 @@ def run_schema() -> dict[str, Any]:
     return yaml.safe_load(resources.files("autospec").joinpath("schemas/run.schema.yaml").read_text())
 
 
-def _with_defaults(cls):
-    """A validator class that also fills ``default`` values of absent properties (in place).
-
-    A parent's default (``{}``) is filled first and then validated, so the defaults of its own
-    properties are filled too.
-    """
-    validate_properties = cls.VALIDATORS["properties"]
-
-    def properties(validator, props, instance, schema):
-        if validator.is_type(instance, "object"):
-            for name, sub in props.items():
-                if isinstance(sub, dict) and "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, props, instance, schema)
-
-    return jsonschema.validators.extend(cls, {"properties": properties})
-
-
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+_Validator = DefaultFillingValidator
 
 
 def _field_message(err: jsonschema.ValidationError) -> tuple[str, str]:
