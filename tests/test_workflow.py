@@ -1,0 +1,241 @@
+"""The Snakemake workflow: lint, format, dry runs of every config, config-only cohorts, a real
+end-to-end run of the tiny study, change detection, and a fresh clone.
+
+Every run happens in a temporary copy of the workflow files (Snakefile, rules, config, report,
+envs, profiles); the steps import the installed (editable) package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+WORKFLOW_FILES = ("Snakefile", "rules", "config", "report", "envs", "profiles")
+#: the seed paper's data set x model pairs (Table 1)
+PAIRS = 8
+
+pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason=f"snakemake not installed beside {sys.executable}")
+
+
+def copy_workflow(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+    return dst
+
+
+def smk(cwd: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run: rule -> number of jobs."""
+    m = re.search(r"Job stats:\n(.*?)\n\s*\n", output, re.S)
+    assert m, f"no job stats in output:\n{output[-3000:]}"
+    rows = (re.match(r"^(\w+)\s+(\d+)$", line.strip()) for line in m.group(1).splitlines())
+    return {r.group(1): int(r.group(2)) for r in rows if r and r.group(1) != "total"}
+
+
+def dry_run(cwd: Path, *args: str) -> tuple[dict[str, int], str]:
+    proc = smk(cwd, "-n", "--cores", "2", *args)
+    out = proc.stdout + proc.stderr
+    return job_counts(out), out
+
+
+def write_yaml(path: Path, doc: dict) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
+
+
+# ------------------------------------------------------------------ static checks
+def test_lint_clean():
+    proc = smk(REPO, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_snakefmt_clean():
+    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ dry runs
+def test_default_dry_run_has_every_pair_and_panel(wf):
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    seeds = cfg["seeds"]
+    counts, out = dry_run(wf)
+    # per pair: A..F are 6 settings (G, H reuse A's and B's), G and H trained with every seed
+    runs = PAIRS * (4 + 2 * len(seeds))
+    assert counts["run_config"] == runs
+    assert counts["train"] + counts["train_subjects"] == runs
+    assert counts["figure_spectra"] == counts["figure_curves"] == PAIRS
+    assert counts["group_stats"] == 2 * PAIRS
+    assert counts["figure_brain"] == counts["make_demo_cohort"] == 1
+    assert counts["preprocess"] == 2 and counts["preprocess_spatialmaps"] == 1
+    for path in ("results/mnist/mnist/cnn2d", "results/sinusoid/sinusoid/elman", "results/demo/volumes/mlp",
+                 "results/demo/timecourses/bert", "results/demo/spatialmaps/cnn3d/figures/spectra.png"):
+        assert path in out
+    assert f"  epochs: {cfg['training']['epochs']}\n" in out and "--threads 1" in out
+
+
+def test_paper_dry_run(wf):
+    counts, out = dry_run(wf, "--configfile", "config/paper.yaml")
+    # A-F, T, W: 8 settings; G, H with 10 seeds each
+    assert counts["run_config"] == PAIRS * (6 + 2 * 10)
+    assert "  epochs: 1000\n" in out and not re.search(r"  epochs: (?!1000\n)", out)
+    assert "results/paper/demo/spatialmaps/cnn3d/autoencode/h8x8x8-relu/seed0" in out
+    assert "--grid-mm 3" in out and "--n-per-class 500" in out
+
+
+def test_second_generated_cohort_by_config_alone(wf, tmp_path):
+    base, _ = dry_run(wf)
+    extra = write_yaml(tmp_path / "extra.yaml", {"cohorts": {"demo2": {"generate": {"seed": 1, "small": True}}}})
+    counts, out = dry_run(wf, "--configfile", str(extra))
+    added = {k: counts.get(k, 0) - base.get(k, 0) for k in counts}
+    seeds = yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"]
+    cohort_pairs = 5  # volumes-mlp, timecourses-lstm/bert/cnn1d, spatialmaps-cnn3d
+    assert added["make_demo_cohort"] == 1 and added["preprocess"] == 2 and added["preprocess_spatialmaps"] == 1
+    assert added["run_config"] == cohort_pairs * (4 + 2 * len(seeds))
+    assert added["group_stats"] == 2 * cohort_pairs and added["figure_spectra"] == cohort_pairs
+    assert added["figure_brain"] == 1
+    assert "results/demo2/timecourses/lstm/classify/h16-relu/stats" in out
+    assert "make-demo-cohort --out results/cohorts/demo2 --seed 1 --effect 1.0 --small" in out
+
+
+def test_user_cohort_by_config_lists_its_raw_files(wf, tmp_path):
+    from autospec.data.synthetic import make_demo_cohort
+
+    root = tmp_path / "site2"
+    make_demo_cohort(root, seed=3, small=True, n_sz=3, n_hc=3, grid_mm=12)
+    base, _ = dry_run(wf)
+    extra = write_yaml(tmp_path / "extra.yaml", {
+        "cohorts": {"site2": {"config": str(root / "cohort.yaml"), "name": "demo", "datasets": ["volumes"]}}})  # fmt: skip
+    counts, out = dry_run(wf, "--configfile", str(extra))
+    added = {k: counts.get(k, 0) - base.get(k, 0) for k in counts}
+    assert added.get("make_demo_cohort", 0) == 0 and added["preprocess"] == 1
+    assert added["run_config"] == 4 + 2 * len(yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"])
+    some = sorted(root.glob("freesurfer/*/stats/aseg.stats"))
+    assert len(some) == 6 and all(str(p) in out for p in some)  # every raw file is an input
+    assert "results/site2/volumes/mlp/figures/spectra.png" in out
+
+
+def test_invalid_config_names_the_field(wf, tmp_path):
+    bad = write_yaml(tmp_path / "bad.yaml", {"training": {"epochs": 0}})
+    proc = smk(wf, "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "epochs" in text and "minimum" in text
+    typo = write_yaml(tmp_path / "typo.yaml", {"trainng": {"epochs": 3}})
+    proc = smk(wf, "-n", "--configfile", str(typo), check=False)
+    assert proc.returncode != 0 and "trainng" in proc.stdout + proc.stderr
+
+
+def test_schema_fills_defaults(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    write_yaml(wf / "config/config.yaml", {"datasets": {"sin": {"kind": "sinusoid"}},
+                                           "experiments": {"sinusoid": {"elman": {}}}})  # fmt: skip
+    counts, out = dry_run(wf)
+    assert counts["run_config"] == 2 and counts["make_sinusoid"] == 1  # default panels A, B; seeds [0]
+    assert "--n-per-class 256" in out and "  epochs: 20\n" in out and "  lr: 0.001\n" in out
+    assert "results/sin/sinusoid/elman/classify/h32-relu/seed0" in out
+
+
+# ------------------------------------------------------------------ real runs (slow)
+TINY = ("--cores", "2", "--configfile", "config/tiny.yaml")
+TINY_ROOT = "results/tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    wf = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    smk(wf, *TINY, timeout=900)
+    return wf
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(tiny):
+    import pandas as pd
+
+    root = tiny / TINY_ROOT
+    runs = sorted(p.parent for p in root.rglob("seed*/run.yaml"))
+    assert len(runs) == 5 * 3  # 5 pairs x (A seed 0, H seeds 0 and 1)
+    for run in runs:
+        spectra = pd.read_parquet(run / "spectra.parquet")
+        assert sorted(spectra["step"].unique()) == [0, 1, 2] and (spectra["value"] >= 0).all()
+        assert {-1, 0, 1} <= set(spectra["group"].unique())  # whole batch and both groups
+        assert len(pd.read_csv(run / "metrics.tsv", sep="\t")) == 3
+    for cell in ("demo/volumes/mlp", "demo/timecourses/cnn1d", "demo/spatialmaps/cnn3d"):
+        stats = next((root / cell / "classify").glob("*/stats"))
+        assert (stats / "seed_tests.tsv").is_file() and (stats / "subject_tests.tsv").is_file()
+        assert len(pd.read_csv(stats / "subject_tests.tsv", sep="\t")) > 0
+    figs = sorted(root.rglob("figures/*.png"))
+    assert len(figs) == 5 * 2 + 4 + 1  # spectra + curves per pair, 4 triptychs, 1 brain
+    for f in figs:
+        assert f.stat().st_size > 10_000 and f.with_suffix(".pdf").is_file() and f.with_suffix(".prov.json").is_file()
+    audit = subprocess.run([sys.executable, "-m", "autospec", "audit", "-q",
+                            f"{TINY_ROOT}/demo/volumes/mlp/figures/spectra.png"], cwd=tiny, capture_output=True, text=True)  # fmt: skip
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert (tiny / TINY_ROOT / "benchmarks/train/demo/volumes/mlp/autoencode/h32-relu/seed0.tsv").is_file()
+    # nothing left to do: the recorded inputs, params and code match (no spurious reruns)
+    again = smk(tiny, "-n", *TINY)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    smk(tiny, "--configfile", "config/tiny.yaml", "--report", "report.html")
+    html = (tiny / "report.html").read_text(errors="replace")
+    assert "Spectra figure of" in html and "spectra.png" in html
+
+
+@pytest.mark.slow
+def test_editing_one_cohort_file_reruns_exactly_its_dependents(tiny):
+    root = tiny / TINY_ROOT
+    aseg = sorted((root / "cohorts/demo/freesurfer").glob("*/stats/aseg.stats"))[0]
+    untouched = {p: p.stat().st_mtime_ns for p in root.rglob("spectra.parquet") if "/volumes/" not in str(p)}
+    aseg.write_text(aseg.read_text() + "# edited\n")
+    counts, out = dry_run(tiny, *TINY[2:], "--rerun-triggers", "mtime", "input", "params", "code")
+    # volumes data set -> its 3 runs (A seed 0, H seeds 0-1) -> H's tests -> its 3 figures
+    assert counts == {"preprocess": 1, "train": 2, "train_subjects": 1, "group_stats": 1,
+                      "figure_spectra": 1, "figure_curves": 1, "figure_triptych": 1, "all": 1}  # fmt: skip
+    assert f"Updated input files: {aseg.relative_to(tiny)}" in out
+    outputs = re.findall(r"^\s+output: (.*)$", out, re.M)
+    assert outputs and all("/demo/volumes/" in line for line in outputs)
+    smk(tiny, *TINY)
+    assert all(p.stat().st_mtime_ns == t for p, t in untouched.items())  # other data sets untouched
+
+
+@pytest.mark.slow
+def test_fresh_clone_builds_env_then_runs_snakemake(tmp_path):
+    """A clone of HEAD (what CI gets): `make study` creates the env, then runs snakemake; the
+    committed workflow dry-runs there. Running the study in the clone would need a new .venv
+    (a full pip install), so only the plan is checked."""
+    if shutil.which("git") is None or shutil.which("make") is None:
+        pytest.skip("git or make not available")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    assert (clone / "Snakefile").is_file(), "Snakefile is not committed at HEAD"
+    plan = subprocess.run(["make", "-n", "study"], cwd=clone, capture_output=True, text=True, check=True).stdout
+    lines = plan.splitlines()
+    env_line = next(i for i, s in enumerate(lines) if "scripts/bootstrap_env.sh" in s)
+    run_line = next(i for i, s in enumerate(lines) if re.search(r"\.venv/bin/snakemake --cores \d+", s))
+    assert env_line < run_line
+    assert not (clone / ".venv").exists() and not (clone / "results").exists()
+    counts, _ = dry_run(clone, "--configfile", "config/tiny.yaml")
+    assert counts["run_config"] == 15
