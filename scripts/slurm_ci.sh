@@ -128,7 +128,7 @@ submitted=$(grep -c "Job .* has been submitted with SLURM jobid" slurm_run.log |
 
 # the outputs: 15 runs with spectra, 5 group-test directories, 15 figures
 runs=$(find results/tiny -name spectra.parquet -path '*seed*' | wc -l)
-stats=$(find results/tiny -type d -name stats | wc -l)
+stats=$(find results/tiny -type d -name stats -not -path '*/cohorts/*' | wc -l)  # not FreeSurfer's <subject>/stats
 figs=$(find results/tiny -path '*figures*' -name '*.png' | wc -l)
 log "SLURM jobs submitted: $submitted; runs with spectra: $runs; stats dirs: $stats; figures: $figs; wall ${wall}s"
 [ "$submitted" -ge 30 ] && [ "$runs" -eq 15 ] && [ "$stats" -eq 5 ] && [ "$figs" -eq 15 ] \
