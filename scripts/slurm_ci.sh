@@ -5,8 +5,10 @@
 #
 # 1. Slurm: if a slurmd already answers (`sinfo` shows a usable node) it is used as is; otherwise
 #    slurmctld, slurmd and munge are installed with apt-get (root only) and started on this host
-#    (state in $SLURM_STATE, default /tmp/slurm-local; no accounting, so job status comes from
-#    squeue, with MinJobAge=600). A second slurmd is never started.
+#    with a fresh state directory ($SLURM_STATE, default a new /tmp/autospec-slurm-state.XXXXXX)
+#    and `slurmctld -c`, so no job recovered from an earlier, killed cluster can hold the node.
+#    No accounting: job status comes from squeue, with MinJobAge=600. A second slurmd is never
+#    started.
 # 2. The workflow files are copied into WORKDIR (default: a new temp dir) and the tiny study
 #    (config/tiny.yaml) runs there with `--workflow-profile profiles/slurm` and
 #    `--slurm-init-seconds-before-status-checks 2`.
@@ -17,7 +19,7 @@
 # last line on stdout), anything else a failure.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-STATE=${SLURM_STATE:-/tmp/slurm-local}
+STATE=${SLURM_STATE:-}  # set when Slurm is started here
 PY=${PYTHON:-$REPO/.venv/bin/python}
 SNAKEMAKE=$(dirname "$PY")/snakemake
 WORK=${1:-$(mktemp -d /tmp/autospec-slurm-ci.XXXXXX)}
@@ -53,10 +55,12 @@ slurm_up() {
         { apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs; } >/dev/null \
             || skip "apt-get could not install $pkgs"
     fi
-    if [ -s "$STATE/run/slurmd.pid" ] && kill -0 "$(cat "$STATE/run/slurmd.pid")" 2>/dev/null; then
-        echo "[slurm_ci] a slurmd (pid $(cat "$STATE/run/slurmd.pid")) runs but no node answers; not starting another" >&2
+    if pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null; then
+        echo "[slurm_ci] Slurm daemons run ($(pgrep -d, -x 'slurmd|slurmctld')) but no node is usable; not starting another" >&2
+        sinfo -N -l >&2 || true
         exit 1
     fi
+    STATE=${STATE:-$(mktemp -d /tmp/autospec-slurm-state.XXXXXX)}
     mkdir -p "$STATE"/{spool/ctld,spool/d,log,run}
     # munge (authentication)
     [ -s /etc/munge/munge.key ] || mungekey --create --force
@@ -103,12 +107,20 @@ MinJobAge=600
 $node State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
-    slurmctld -i
+    # -c: start from empty state (a saved job from an earlier, killed cluster would keep the node busy)
+    slurmctld -c -i
     STARTED+=("$STATE/run/slurmctld.pid")
     slurmd -N localhost
     STARTED+=("$STATE/run/slurmd.pid")
-    for _ in $(seq 150); do [ "$(sinfo -h -n localhost -o %t 2>/dev/null)" = idle ] && break; sleep 0.2; done
-    [ "$(sinfo -h -n localhost -o %t)" = idle ] || { echo "[slurm_ci] node did not become idle" >&2; exit 1; }
+    for _ in $(seq 300); do [ "$(sinfo -h -n localhost -o %t 2>/dev/null)" = idle ] && break; sleep 0.2; done
+    if [ "$(sinfo -h -n localhost -o %t 2>/dev/null)" != idle ]; then
+        {
+            echo "[slurm_ci] node did not become idle within 60 s: $(sinfo -h -n localhost -o '%t %E' 2>&1)"
+            squeue 2>&1 | head -5
+            tail -n 15 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" 2>&1
+        } >&2
+        exit 1
+    fi
     log "started Slurm: $(sinfo -h -o '%P %t %N %c CPUs')"
 }
 

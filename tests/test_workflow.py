@@ -67,6 +67,12 @@ def wf(tmp_path_factory) -> Path:
     return copy_workflow(tmp_path_factory.mktemp("wf"))
 
 
+@pytest.fixture(scope="module")
+def default_plan(wf) -> tuple[dict[str, int], str]:
+    """Job counts and output of a dry run of the default study (shared by several tests)."""
+    return dry_run(wf)
+
+
 # ------------------------------------------------------------------ static checks
 def test_lint_clean():
     proc = smk(REPO, "--lint", check=False)
@@ -80,10 +86,10 @@ def test_snakefmt_clean():
 
 
 # ------------------------------------------------------------------ dry runs
-def test_default_dry_run_has_every_pair_and_panel(wf):
+def test_default_dry_run_has_every_pair_and_panel(default_plan):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     seeds = cfg["seeds"]
-    counts, out = dry_run(wf)
+    counts, out = default_plan
     # per pair: A..F are 6 settings (G, H reuse A's and B's), G and H trained with every seed
     runs = PAIRS * (4 + 2 * len(seeds))
     assert counts["run_config"] == runs
@@ -107,36 +113,31 @@ def test_paper_dry_run(wf):
     assert "--grid-mm 3" in out and "--n-per-class 500" in out
 
 
-def test_second_generated_cohort_by_config_alone(wf, tmp_path):
-    base, _ = dry_run(wf)
-    extra = write_yaml(tmp_path / "extra.yaml", {"cohorts": {"demo2": {"generate": {"seed": 1, "small": True}}}})
-    counts, out = dry_run(wf, "--configfile", str(extra))
-    added = {k: counts.get(k, 0) - base.get(k, 0) for k in counts}
-    seeds = yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"]
-    cohort_pairs = 5  # volumes-mlp, timecourses-lstm/bert/cnn1d, spatialmaps-cnn3d
-    assert added["make_demo_cohort"] == 1 and added["preprocess"] == 2 and added["preprocess_spatialmaps"] == 1
-    assert added["run_config"] == cohort_pairs * (4 + 2 * len(seeds))
-    assert added["group_stats"] == 2 * cohort_pairs and added["figure_spectra"] == cohort_pairs
-    assert added["figure_brain"] == 1
-    assert "results/demo2/timecourses/lstm/classify/h16-relu/stats" in out
-    assert "make-demo-cohort --out results/cohorts/demo2 --seed 1 --effect 1.0 --small" in out
-
-
-def test_user_cohort_by_config_lists_its_raw_files(wf, tmp_path):
+def test_cohorts_added_by_config_alone(wf, default_plan, tmp_path):
+    """A second generated cohort and a user cohort (its own cohort.yaml) in one extra config
+    file add exactly their jobs; the user cohort's raw files become inputs."""
     from autospec.data.synthetic import make_demo_cohort
 
     root = tmp_path / "site2"
     make_demo_cohort(root, seed=3, small=True, n_sz=3, n_hc=3, grid_mm=12)
-    base, _ = dry_run(wf)
-    extra = write_yaml(tmp_path / "extra.yaml", {
-        "cohorts": {"site2": {"config": str(root / "cohort.yaml"), "name": "demo", "datasets": ["volumes"]}}})  # fmt: skip
+    extra = write_yaml(tmp_path / "extra.yaml", {"cohorts": {
+        "demo2": {"generate": {"seed": 1, "small": True}},
+        "site2": {"config": str(root / "cohort.yaml"), "name": "demo", "datasets": ["volumes"]}}})  # fmt: skip
     counts, out = dry_run(wf, "--configfile", str(extra))
+    base, _ = default_plan
     added = {k: counts.get(k, 0) - base.get(k, 0) for k in counts}
-    assert added.get("make_demo_cohort", 0) == 0 and added["preprocess"] == 1
-    assert added["run_config"] == 4 + 2 * len(yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"])
+    seeds = yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"]
+    per_pair = 4 + 2 * len(seeds)
+    # demo2: volumes-mlp, timecourses-lstm/bert/cnn1d, spatialmaps-cnn3d; site2: volumes-mlp
+    assert added["make_demo_cohort"] == 1 and added["preprocess"] == 2 + 1 and added["preprocess_spatialmaps"] == 1
+    assert added["run_config"] == (5 + 1) * per_pair
+    assert added["group_stats"] == 2 * (5 + 1) and added["figure_spectra"] == 5 + 1
+    assert added["figure_brain"] == 1
+    assert "results/demo2/timecourses/lstm/classify/h16-relu/stats" in out
+    assert "make-demo-cohort --out results/cohorts/demo2 --seed 1 --effect 1.0 --small" in out
+    assert "results/site2/volumes/mlp/figures/spectra.png" in out
     some = sorted(root.glob("freesurfer/*/stats/aseg.stats"))
     assert len(some) == 6 and all(str(p) in out for p in some)  # every raw file is an input
-    assert "results/site2/volumes/mlp/figures/spectra.png" in out
 
 
 def test_invalid_config_names_the_field(wf, tmp_path):
@@ -145,9 +146,24 @@ def test_invalid_config_names_the_field(wf, tmp_path):
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "epochs" in text and "minimum" in text
-    typo = write_yaml(tmp_path / "typo.yaml", {"trainng": {"epochs": 3}})
-    proc = smk(wf, "-n", "--configfile", str(typo), check=False)
-    assert proc.returncode != 0 and "trainng" in proc.stdout + proc.stderr
+
+
+def test_schema_rejects_unknown_fields_and_fills_defaults():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(REPO / "config/schemas/config.schema.yaml")
+    with pytest.raises(WorkflowError, match="trainng"):
+        validate({"trainng": {"epochs": 3}}, schema)
+    with pytest.raises(WorkflowError, match="grid_mm"):
+        validate({"cohorts": {"c": {"generate": {"grid_mm": -1}}}}, schema)
+    with pytest.raises(WorkflowError):  # a cohort needs exactly one of config / generate
+        validate({"cohorts": {"c": {"datasets": ["volumes"]}}}, schema)
+    cfg = {"cohorts": {"c": {"config": "x.yaml"}}, "datasets": {"m": {"kind": "mnist"}}}
+    validate(cfg, schema)
+    assert cfg["training"]["epochs"] == 20 and cfg["seeds"] == [0] and set(cfg["panels"]) == {"A", "B"}
+    assert cfg["cohorts"]["c"]["datasets"] == ["volumes", "timecourses", "spatialmaps"]
+    assert cfg["datasets"]["m"]["groups"] == "parity" and "length" not in cfg["datasets"]["m"]
 
 
 def test_schema_fills_defaults(tmp_path):

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-from ..validation import DefaultFillingValidator
+from ..validation import describe, fill_and_validate, more_problems
 from ..errors import InputError
 from .subjects import KINDS, CohortSubjects, cohort_subjects
 
@@ -50,7 +50,6 @@ def cohort_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-_Validator = DefaultFillingValidator
 
 
 @dataclass
@@ -115,24 +114,9 @@ class CohortConfig:
         }
 
 
-def _field_path(err: jsonschema.ValidationError) -> tuple[str, str]:
-    parts: list[str] = []
-    for p in err.absolute_path:
-        parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
-    path = "".join(parts)
-    msg = err.message
-    if err.validator == "required" and isinstance(err.instance, dict):
-        missing = [r for r in err.validator_value if r not in err.instance]
-        if missing:
-            path = f"{path}.{missing[0]}" if path else missing[0]
-            msg = "required field is missing"
-    elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        known = set(err.schema.get("properties", {}))
-        extra = [k for k in err.instance if k not in known]
-        if extra:
-            path = f"{path}.{extra[0]}" if path else str(extra[0])
-            msg = f"unknown field (allowed: {', '.join(sorted(known))})"
-    elif err.validator == "pattern" and err.validator_value == "^[^-]+$":
+def _cohort_message(err: jsonschema.ValidationError) -> tuple[str, str]:
+    path, msg = describe(err)
+    if err.validator == "pattern" and err.validator_value == "^[^-]+$":
         msg = f"{err.instance!r} contains '-', which joins combined group names"
     elif err.validator == "oneOf" and path == "label":
         msg = f"{err.instance!r} is neither null nor a mapping with 'column' and 'map'"
@@ -203,12 +187,10 @@ def load_cohort_config(
         raise InputError(f"cohort {name!r}: block must be a mapping, got {type(block).__name__}")
 
     block = copy.deepcopy(dict(block))
-    errors = list(_Validator(cohort_schema()).iter_errors(block))
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        path, msg = _field_path(best)
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise InputError(f"cohort {name!r}: field {path}: {msg}{more}")
+    problem = fill_and_validate(block, cohort_schema())
+    if problem:
+        path, msg = _cohort_message(problem[0])
+        raise InputError(f"cohort {name!r}: field {path}: {msg}{more_problems(problem[1])}")
     base = Path(base_dir).resolve() if base_dir else (source.parent if source else Path.cwd())
     return _build(name, block, base, source)
 

@@ -16,36 +16,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import jsonschema
 import yaml
 
-from ..validation import DefaultFillingValidator
+from ..validation import describe, fill_and_validate, more_problems
 from ..errors import InputError
 
 
 def run_schema() -> dict[str, Any]:
     """The run-config JSON-schema (a dict), read from the installed package."""
     return yaml.safe_load(resources.files("autospec").joinpath("schemas/run.schema.yaml").read_text())
-
-
-_Validator = DefaultFillingValidator
-
-
-def _field_message(err: jsonschema.ValidationError) -> tuple[str, str]:
-    path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err.absolute_path).replace(".[", "[")
-    msg = err.message
-    if err.validator == "required" and isinstance(err.instance, dict):
-        missing = [r for r in err.validator_value if r not in err.instance]
-        if missing:
-            path = f"{path}.{missing[0]}" if path else missing[0]
-            msg = "required field is missing"
-    elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        known = set(err.schema.get("properties", {}))
-        extra = [k for k in err.instance if k not in known]
-        if extra:
-            path = f"{path}.{extra[0]}" if path else str(extra[0])
-            msg = f"unknown field (allowed: {', '.join(sorted(known))})"
-    return path or "<top level>", msg
 
 
 @dataclass
@@ -81,12 +60,10 @@ def validate_run_config(doc: Any, where: str = "") -> dict[str, Any]:
     if not isinstance(doc, Mapping):
         raise InputError(f"run config{' ' + where if where else ''}: must be a mapping, got {type(doc).__name__}")
     block = copy.deepcopy(dict(doc))
-    errors = list(_Validator(run_schema()).iter_errors(block))
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        path, msg = _field_message(best)
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise InputError(f"run config field {path}: {msg}{more}{suffix}")
+    problem = fill_and_validate(block, run_schema())
+    if problem:
+        path, msg = describe(problem[0])
+        raise InputError(f"run config field {path or '<top level>'}: {msg}{more_problems(problem[1])}{suffix}")
     return block
 
 
