@@ -15,7 +15,7 @@ from PIL import Image
 from autospec.cli import main
 from autospec.figures import spectra_figure, training_curves
 from autospec.provenance import audit, embedded_provenance, write_dataset_description
-from test_stats import make_dataset, make_run
+from recorded_runs import make_dataset, make_run
 
 
 @pytest.fixture()

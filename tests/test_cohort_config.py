@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_preprocess import IDS, TYPES, assert_fails, edit_block, real_aseg, run_cli, write_cohort
+from cohort_files import IDS, TYPES, assert_fails, edit_block, real_aseg, run_cli, write_cohort
 
 from autospec.data.cohort import cohort_schema, cohort_subjects, load_cohort_config
 from autospec.data.dataset import load_dataset

@@ -22,7 +22,7 @@ from autospec.figures import brain_maps, layer_triptych, spectra_figure, trainin
 from autospec.figures.spectra_figure import _mask_zeros
 from autospec.provenance import embedded_provenance, provenance_id
 from autospec.stats import bh_adjust
-from test_stats import make_dataset, make_run
+from recorded_runs import make_dataset, make_run
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from autospec.data.freesurfer import (
 )
 from autospec.errors import InputError
 
-from test_preprocess import IDS, assert_fails, write_cohort
+from cohort_files import IDS, assert_fails, write_cohort
 
 
 @pytest.fixture(scope="module")

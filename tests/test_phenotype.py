@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from test_preprocess import IDS, assert_fails, edit_block, write_cohort
+from cohort_files import IDS, assert_fails, edit_block, write_cohort
 
 from autospec.data.phenotype import assign_groups, read_phenotype
 from autospec.errors import InputError
@@ -148,7 +148,7 @@ def test_cli_unknown_group_value(tmp_path, capsys):
 
 
 def test_cli_excluded_unknown_value_passes(tmp_path, capsys):
-    from test_preprocess import run_cli
+    from cohort_files import run_cli
 
     cfg = write_cohort(tmp_path / "c")
     p = tmp_path / "c" / "phenotype.csv"

@@ -8,9 +8,6 @@ Writes, into ``--out DIR``, all-or-nothing:
   permutation test, Hedges' g and BH q-values across seeds;
 - ``subject_tests`` (with ``--subject-spectra``): the same across subjects;
 - ``manifest.json``: inputs with sha256, parameters, versions, and every output's sha256.
-
-Also holds the small readers of a training run directory (run.json, subjects.tsv, group names)
-that the figures share.
 """
 
 from __future__ import annotations
@@ -18,19 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ..errors import InputError
+from ..rundir import load_spectra, read_subjects, resolve_group_names, run_group_names, run_group_sizes, subject_group_ids
 
 NAME = "group-stats"
 HELP = "Group statistics on recorded spectra: the paper's t-tests and seed/subject-level tests with FDR."
 
-SPECTRA_COLUMNS = ("step", "key", "stat", "group", "index", "value")
 
-
-# --------------------------------------------------------------------------- run-dir readers
+# --------------------------------------------------------------------------- argument parsing
 def parse_mapping(text: str | None, what: str) -> dict[str, str]:
     """``k=v,k2=v2`` -> dict (values may not contain commas)."""
     out: dict[str, str] = {}
@@ -46,110 +41,6 @@ def parse_group_names(text: str | None) -> dict[int, str]:
     """``HC,SZ`` -> {0: 'HC', 1: 'SZ'}."""
     names = [s.strip() for s in (text or "").split(",") if s.strip()]
     return dict(enumerate(names))
-
-
-def read_run_json(run_dir: Path) -> dict[str, Any]:
-    p = Path(run_dir) / "run.json"
-    if not p.is_file():
-        return {}
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
-
-
-def _id_map(value, cast) -> dict[int, Any]:
-    """Accept a list (index = id), {id: v} or {name: id} (names only) or [{id:, name:}]."""
-    if isinstance(value, list):
-        if value and all(isinstance(v, dict) for v in value):
-            return {int(v.get("id", i)): cast(v.get("name", v.get("size", v.get("n")))) for i, v in enumerate(value)}
-        return {i: cast(v) for i, v in enumerate(value)}
-    if isinstance(value, dict):
-        if all(str(k).lstrip("-").isdigit() for k in value):
-            return {int(k): cast(v) for k, v in value.items()}
-        if cast is str and all(isinstance(v, int) for v in value.values()):
-            return {int(v): str(k) for k, v in value.items()}
-    return {}
-
-
-def _lookup(meta: dict, keys: tuple[str, ...]):
-    for scope in (meta, meta.get("dataset") or {}, meta.get("data") or {}):
-        if isinstance(scope, dict):
-            for k in keys:
-                if k in scope:
-                    return scope[k]
-    return None
-
-
-def run_group_names(run_dir: Path) -> dict[int, str]:
-    """Group names from run.json (``groups`` / ``group_names``), else {}."""
-    return _id_map(_lookup(read_run_json(run_dir), ("groups", "group_names")), str)
-
-
-def read_subjects(path: Path) -> pd.DataFrame:
-    """subjects.tsv: ``index`` (sample index in subject_spectra) and ``group`` (id or name)."""
-    try:
-        df = pd.read_csv(path, sep="\t")
-    except (OSError, pd.errors.ParserError) as err:
-        raise InputError(f"{path}: cannot read subjects table ({err})") from None
-    missing = [c for c in ("index", "group") if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: subjects table lacks column(s) {missing}")
-    return df
-
-
-def subject_group_ids(subjects: pd.DataFrame, names: dict[int, str], path: Path) -> pd.Series:
-    """Sample index -> group id; the ``group`` column may hold ids or group names."""
-    g = subjects["group"]
-    if pd.api.types.is_integer_dtype(g):
-        return pd.Series(g.to_numpy(), index=subjects["index"].to_numpy())
-    ids = {str(v): k for k, v in names.items()}
-    names = dict(sorted(names.items()))
-    unknown = sorted(set(g.astype(str)) - set(ids))
-    if unknown:
-        raise InputError(f"{path}: group name(s) {unknown} are not among the known groups {names}; "
-                         "pass --group-names in group-id order")
-    return pd.Series(g.astype(str).map(ids).to_numpy(dtype=int), index=subjects["index"].to_numpy())
-
-
-def run_group_sizes(run_dir: Path, names: dict[int, str] | None = None) -> dict[int, int]:
-    """Group sizes from run.json (``group_sizes``/``group_counts``) or subjects.tsv, else {}."""
-    sizes = _id_map(_lookup(read_run_json(run_dir), ("group_sizes", "group_counts")), int)
-    if sizes:
-        return sizes
-    subj = Path(run_dir) / "subjects.tsv"
-    if subj.is_file():
-        names = names or run_group_names(Path(run_dir))
-        try:
-            ids = subject_group_ids(read_subjects(subj), names, subj)
-        except InputError:
-            return {}
-        return {int(k): int(v) for k, v in ids.value_counts().items()}
-    return {}
-
-
-def resolve_group_names(explicit: dict[int, str] | None, run_dirs, ids) -> dict[int, str]:
-    """Explicit names win, then run.json, then ``group0``, ``group1``, ..."""
-    names: dict[int, str] = {}
-    for d in run_dirs:
-        names = run_group_names(Path(d)) or names
-        if names:
-            break
-    names.update(explicit or {})
-    return {int(i): names.get(int(i), f"group{int(i)}") for i in ids if int(i) >= 0}
-
-
-def load_spectra(path: Path) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise InputError(f"{path}: spectra file not found")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a non-Parquet file
-        raise InputError(f"{path}: not a readable Parquet spectra file ({type(err).__name__})") from None
-    missing = [c for c in SPECTRA_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: spectra file lacks column(s) {missing}")
-    return df
 
 
 # --------------------------------------------------------------------------- command

@@ -39,7 +39,7 @@ def _dirs(value) -> list[Path]:
 
 
 def _spectra(run_dir: Path, used: list[Path], name: str = "spectra.parquet") -> pd.DataFrame:
-    from ..commands.group_stats import load_spectra
+    from ..rundir import load_spectra
 
     p = run_dir / name
     df = load_spectra(p)
@@ -61,7 +61,7 @@ def _find(d: Any, key: str):
 
 def run_title(run_dir: Path) -> str:
     """``AE [32] relu`` style title from run.json, else the directory name."""
-    from ..commands.group_stats import read_run_json
+    from ..rundir import read_run_json
 
     meta = read_run_json(run_dir)
     task, hidden, act = _find(meta, "task"), _find(meta, "hidden"), _find(meta, "activation")
@@ -193,7 +193,7 @@ def spectra_figure(
     labels mapped to None or a missing directory are skipped. ``stats_dir`` is one
     ``group-stats`` output directory for every difference panel or a mapping label -> directory.
     """
-    from ..commands.group_stats import resolve_group_names, run_group_sizes
+    from ..rundir import resolve_group_names, run_group_sizes
     from ..stats.multiple import bh_adjust
 
     panels = {}
