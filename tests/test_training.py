@@ -76,7 +76,7 @@ def test_config_defaults_and_relative_data_path(tmp_path):
     assert cfg.training["device"] == "auto" and cfg.training["deterministic"] is True
     assert cfg.training["checkpoint_every"] == 5 and cfg.training["threads"] is None
     assert cfg.recording == {"every": 1, "stats": ["grad", "act", "delta"], "top_k": None, "groups": True,
-                             "subjects": False, "subject_keys": None}  # fmt: skip
+                             "subjects": False, "subject_stats": ["grad"], "subject_keys": None}  # fmt: skip
     over = load_run_config(p, overrides={"training.threads": 3, "training.device": None})
     assert over.training["threads"] == 3 and over.training["device"] == "auto"
 
@@ -228,6 +228,20 @@ def test_minibatches_record_the_first_batch_and_subjects(tmp_path):
     assert subjects.subject_id[3] == "sub-003" and subjects.group[2] == "pat"
     with pytest.raises(InputError, match="recording.subject_keys: 'nope.*' matches no recordable weight"):
         run(tmp_path, config(data, "mlp", recording={"subjects": True, "subject_keys": ["nope.*"]}), out="bad")
+
+
+def test_subject_stats_act_is_each_subjects_input_norm(tmp_path):
+    # oracle: a subject's A_i at an MLP's first layer is its one input row, so σ(A_i) = ‖x_i‖
+    data = make_dataset(tmp_path / "d.npz", (7,), {"kind": "volumes"}, n=10)
+    run(tmp_path, config(data, "mlp", recording={"subjects": True, "subject_stats": ["grad", "act"]}))
+    sub = pd.read_parquet(tmp_path / "run" / "subject_spectra.parquet")
+    assert set(sub.stat) == {"grad", "act"}
+    X = np.load(data)["X"].astype(np.float64)
+    act = sub[(sub.stat == "act") & (sub.key == "layers.0.weight") & (sub.group >= 0)]
+    for step, frame in act.groupby("step"):
+        assert (frame.groupby("group").size() == 1).all()  # rank 1 per subject
+        got = frame.set_index("group")["value"].sort_index().to_numpy()
+        np.testing.assert_allclose(got, np.linalg.norm(X, axis=1), rtol=1e-5)
 
 
 def test_every_k_records_every_kth_epoch_and_times_both(tmp_path):

@@ -221,7 +221,7 @@ def train(
         sub = None
         if r_cfg["subjects"]:
             _check_subject_keys(r_cfg["subject_keys"], rec.keys)
-            sub = SpectralRecorder(model, stats=("grad",), include=r_cfg["subject_keys"], every=r_cfg["every"],
+            sub = SpectralRecorder(model, stats=r_cfg["subject_stats"], include=r_cfg["subject_keys"], every=r_cfg["every"],
                                    top_k=r_cfg["top_k"])  # fmt: skip
 
         progress_state = ckpt.Progress()

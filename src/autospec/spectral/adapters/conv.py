@@ -50,10 +50,11 @@ class ConvAdapter(LayerAdapter):
         return grad.flatten(2).transpose(1, 2)
 
     def group_grads(self, module, x, grad, blocks):
-        """Each group's weight gradient by torch's own convolution backward (no im2col copy).
+        """Each group's weight gradient by torch's own convolution backward on its samples only.
 
-        The input is used as it is (no per-group copy of the largest tensor); each group's
-        adjoint is the full adjoint with the other samples zeroed.
+        Selecting the group's samples (a view when they are contiguous, else a transient copy)
+        costs one weight-gradient convolution over the batch in all; zeroing the other samples'
+        adjoints instead cost one full-batch convolution per group.
         """
         d = len(module.kernel_size)
         if isinstance(module.padding, str):  # 'same' may pad asymmetrically: pad explicitly
@@ -64,14 +65,21 @@ class ConvAdapter(LayerAdapter):
             padding = list(module.padding)
         out = []
         for idx in blocks:
-            if idx is None:
-                gs = grad
-            else:
-                gs = torch.zeros_like(grad)
-                gs[idx] = grad[idx]
+            xs, gs = (x, grad) if idx is None else (_take(x, idx), _take(grad, idx))
             gw = torch.ops.aten.convolution_backward(
-                gs, x, module.weight, None, module.stride, padding, module.dilation,
+                gs, xs, module.weight, None, module.stride, padding, module.dilation,
                 False, [0] * d, 1, [False, True, False],
             )[1]
             out.append(gw.reshape(gw.shape[0], -1))
         return torch.stack(out)
+
+
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[idx]`` along the sample axis; a view when ``idx`` is an ascending contiguous range."""
+    n = idx.numel()
+    if n == 0:
+        return t[:0]
+    first = int(idx[0])
+    if int(idx[-1]) - first + 1 == n and (n == 1 or bool((idx[1:] - idx[:-1] == 1).all())):
+        return t.narrow(0, first, n)
+    return t.index_select(0, idx)
