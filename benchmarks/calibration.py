@@ -46,12 +46,11 @@ def conditions(effects: list[float]) -> dict[str, float]:
 
 
 def one_replicate(work: Path, rep: int, effect: float, args) -> list[pd.DataFrame]:
-    # the time courses are only needed for --data timecourses; the small maps come along cheaply
     cohort = make_demo_cohort(work / "cohort", seed=rep, effect=effect, n_sz=args.n_per_group,
                               n_hc=args.n_per_group, small=True)  # fmt: skip
     cfg = load_cohort_config(cohort / "cohort.yaml", "demo")
     ds, _ = preprocess(cfg, args.data)
-    data = work / "volumes.npz"
+    data = work / f"{args.data}.npz"
     save_dataset(data, ds)
     names = {i: str(n) for i, n in enumerate(ds.group_names)}
     sizes = {i: int((ds.groups == i).sum()) for i in names}

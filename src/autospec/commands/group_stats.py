@@ -19,7 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
-from ..rundir import load_spectra, read_subjects, resolve_group_names, run_group_names, run_group_sizes, subject_group_ids
+from ..rundir import (
+    load_spectra,
+    read_subjects,
+    resolve_group_names,
+    run_group_names,
+    run_group_sizes,
+    subject_group_ids,
+)
 
 NAME = "group-stats"
 HELP = "Group statistics on recorded spectra: the paper's t-tests and seed/subject-level tests with FDR."

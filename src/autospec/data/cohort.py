@@ -50,8 +50,6 @@ def cohort_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-
-
 @dataclass
 class TimecourseOptions:
     detrend: bool

@@ -221,8 +221,8 @@ def train(
         sub = None
         if r_cfg["subjects"]:
             _check_subject_keys(r_cfg["subject_keys"], rec.keys)
-            sub = SpectralRecorder(model, stats=r_cfg["subject_stats"], include=r_cfg["subject_keys"], every=r_cfg["every"],
-                                   top_k=r_cfg["top_k"])  # fmt: skip
+            sub = SpectralRecorder(model, stats=r_cfg["subject_stats"], include=r_cfg["subject_keys"],
+                                   every=r_cfg["every"], top_k=r_cfg["top_k"])  # fmt: skip
 
         progress_state = ckpt.Progress()
         if blob is not None:
