@@ -30,10 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.dataset import save_dataset
+    from ..data.dataset import write_prepared
     from ..data.sinusoid import make_sinusoids
     from ..errors import InputError
-    from ..manifest import build_manifest, write_manifest
 
     out = Path(args.out)
     if out.suffix != ".npz":
@@ -46,14 +45,10 @@ def run(args: argparse.Namespace) -> int:
         kind=args.kind,
         noise=args.noise,
     )
-    save_dataset(out, ds)
     params = {
         k: getattr(args, k) for k in ("n_per_class", "n_classes", "length", "kind", "noise", "seed")
     }
-    write_manifest(
-        out.with_name(out.name + ".manifest.json"),
-        build_manifest(NAME, outputs=[out], params=params),
-    )
+    write_prepared(out, ds, NAME, params)
     print(
         f"wrote {out}: {ds.n} sequences x {args.length} steps, classes "
         f"{', '.join(ds.class_names)}, groups {', '.join(ds.group_names)}"

@@ -29,10 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.dataset import save_dataset
+    from ..data.dataset import write_prepared
     from ..data.mnist import bundled_path, mnist_dataset
     from ..errors import InputError
-    from ..manifest import build_manifest, write_manifest
 
     out = Path(args.out)
     if out.suffix != ".npz":
@@ -45,17 +44,13 @@ def run(args: argparse.Namespace) -> int:
         groups=args.groups,
     )
     inputs = [args.idx_images, args.idx_labels] if args.idx_images else [bundled_path()]
-    save_dataset(out, ds)
     params = {
         "n_per_class": args.n_per_class,
         "seed": args.seed,
         "groups": args.groups,
         "source": ds.meta["source"],
     }
-    write_manifest(
-        out.with_name(out.name + ".manifest.json"),
-        build_manifest(NAME, inputs=inputs, outputs=[out], params=params),
-    )
+    write_prepared(out, ds, NAME, params, inputs)
     sizes = ", ".join(f"{g}={int((ds.groups == k).sum())}" for k, g in enumerate(ds.group_names))
     print(f"wrote {out}: {ds.n} digits, groups {sizes}")
     return 0

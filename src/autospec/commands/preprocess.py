@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     _configure_logging(args.quiet)
     # heavy imports (nilearn, sklearn) only when the command runs
     from ..data.cohort import cohort_subjects, load_cohort_config
-    from ..data.dataset import save_dataset
+    from ..data.dataset import manifest_path, save_dataset
     from ..data.preprocess import preprocess
 
     cfg = load_cohort_config(args.cohort_config, args.cohort)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = [out]
     if args.mean_map is not None:
         outputs.append(args.mean_map)
-    manifests = [Path(f"{p}.manifest.json") for p in outputs]
+    manifests = [manifest_path(p) for p in outputs]
     with atomic_outputs(*outputs, *manifests) as temps:
         tmp_out, tmp_manifests = temps[: len(outputs)], temps[len(outputs) :]
         save_dataset(tmp_out[0], ds)

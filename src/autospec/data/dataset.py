@@ -96,6 +96,19 @@ def save_dataset(path: os.PathLike | str, ds: Dataset) -> None:
             )
 
 
+def manifest_path(path: os.PathLike | str) -> Path:
+    """The manifest beside a prepared dataset file: ``<file>.manifest.json``."""
+    return Path(f"{path}.manifest.json")
+
+
+def write_prepared(path: os.PathLike | str, ds: Dataset, command: str, params: dict, inputs=()) -> None:
+    """Save ``ds`` and its manifest (the command, its parameters, input and output hashes)."""
+    from ..manifest import build_manifest, write_manifest
+
+    save_dataset(path, ds)
+    write_manifest(manifest_path(path), build_manifest(command, inputs=list(inputs), outputs=[path], params=params))
+
+
 def load_dataset(path: os.PathLike | str) -> Dataset:
     """Read a prepared dataset; a missing or malformed file raises :class:`InputError`."""
     p = Path(path)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..atomic import sha256_file
-from ..data.dataset import Dataset, load_dataset
+from ..data.dataset import Dataset, load_dataset, manifest_path
 from ..errors import InputError
 from ..models import build_model
 from ..spectral import SpectralRecorder
@@ -280,7 +280,7 @@ def train(
     if diverged is None:
         md.write_model(run_dir / md.MODEL, model)
         outputs.append(run_dir / md.MODEL)
-    data_manifest = cfg.data.with_name(cfg.data.name + ".manifest.json")
+    data_manifest = manifest_path(cfg.data)
     dataset_info = {
         "path": str(cfg.data), "sha256": data_sha,
         "manifest": str(data_manifest) if data_manifest.exists() else None,
