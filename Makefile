@@ -22,9 +22,13 @@ test-slow: env
 
 test-all: test test-slow
 
+## ruff (format + lint), mypy, snakefmt and Snakemake's own linter.
 lint: env
-	$(BIN)/snakemake --lint
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
 
 bench: env
 	$(BIN)/python benchmarks/bench_recorder.py

@@ -155,7 +155,9 @@ def main(argv=None) -> int:
                 continue
             row = run_case(work, name, family, hidden, options, files[key], rounds, args.threads)
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if not k.startswith("epoch_s")}), file=sys.stderr, flush=True)
+            print(
+                json.dumps({k: v for k, v in row.items() if not k.startswith("epoch_s")}), file=sys.stderr, flush=True
+            )
     result = {"machine": {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]},
               "quick": args.quick, "rounds": rounds, "rows": rows}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

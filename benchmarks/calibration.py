@@ -61,8 +61,11 @@ def one_replicate(work: Path, rep: int, effect: float, args) -> list[pd.DataFram
                 "data": str(data),
                 "model": {"family": args.model, "task": args.task, "hidden": args.hidden, "activation": "relu"},
                 "training": {"epochs": args.epochs, "lr": 1e-3, "seed": seed, "threads": 1, "checkpoint_every": 10**6},
-                "recording": {"every": args.every, "subjects": seed == 0,
-                              "subject_stats": ["grad", "act"] if args.subject_act else ["grad"]},
+                "recording": {
+                    "every": args.every,
+                    "subjects": seed == 0,
+                    "subject_stats": ["grad", "act"] if args.subject_act else ["grad"],
+                },
             }
         )
         out = work / f"seed{seed}"
@@ -86,21 +89,34 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", choices=["volumes", "timecourses"], default="volumes")
     ap.add_argument("--model", choices=["mlp", "cnn1d", "lstm"], default="mlp")
-    ap.add_argument("--hidden", type=lambda s: [int(v) for v in s.split(",")], default=[32],
-                    help="hidden widths, comma-separated (default 32)")
-    ap.add_argument("--effects", type=lambda s: [float(v) for v in s.split(",")], default=[0.0, 1.0],
-                    help="planted effect sizes, comma-separated; 0 is the null (default 0,1)")
-    ap.add_argument("--subject-act", action="store_true",
-                    help="also test per-subject σ(A_i) of every layer (family subject_act)")
+    ap.add_argument(
+        "--hidden",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[32],
+        help="hidden widths, comma-separated (default 32)",
+    )
+    ap.add_argument(
+        "--effects",
+        type=lambda s: [float(v) for v in s.split(",")],
+        default=[0.0, 1.0],
+        help="planted effect sizes, comma-separated; 0 is the null (default 0,1)",
+    )
+    ap.add_argument(
+        "--subject-act", action="store_true", help="also test per-subject σ(A_i) of every layer (family subject_act)"
+    )
     ap.add_argument("--replicates", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--every", type=int, default=5, help="record every k-th epoch")
     ap.add_argument("--n-per-group", type=int, default=20)
     ap.add_argument("--permutations", type=int, default=999)
-    ap.add_argument("--task", choices=["autoencode", "classify"], default="autoencode",
-                    help="autoencode: groups never enter the loss, so effect 0 is a true null; classify: "
-                    "the group is the class label, so spectra differ by construction even at effect 0")
+    ap.add_argument(
+        "--task",
+        choices=["autoencode", "classify"],
+        default="autoencode",
+        help="autoencode: groups never enter the loss, so effect 0 is a true null; classify: "
+        "the group is the class label, so spectra differ by construction even at effect 0",
+    )
     ap.add_argument("--quick", action="store_true", help="2 replicates, 2 seeds, 6 epochs")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)

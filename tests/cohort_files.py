@@ -50,14 +50,10 @@ def write_timecourses(path: Path, data: np.ndarray, tr: float | None = TR) -> No
 
 
 def write_maps(path: Path, data: np.ndarray) -> None:
-    nib.save(
-        nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), path
-    )
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), path)
 
 
-def write_cohort(
-    root: Path, aseg_template: Path | None = None, name: str = "demo", **overrides
-) -> Path:
+def write_cohort(root: Path, aseg_template: Path | None = None, name: str = "demo", **overrides) -> Path:
     """A 6-subject cohort (3 SZ, 3 HC) in the cohort-contract layout; returns the config path.
 
     Time courses (40, 53) with a planted 0.05 Hz rhythm, maps (5, 6, 4, 53); aseg.stats copied

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from autospec import SpectraWriter, SpectralRecorder
+from autospec import SpectralRecorder, SpectraWriter
 from autospec.data.dataset import Dataset, load_dataset, save_dataset
 from autospec.manifest import build_manifest, write_manifest
 from autospec.models.mlp import build_mlp
@@ -35,11 +35,20 @@ def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0) -> Path:
     y = (X[:, 0] + 0.5 * rng.normal(size=len(X)) > 0).astype(np.int64)
     raw = path.parent / "raw_features.csv"
     pd.DataFrame(X).assign(group=groups, y=y).to_csv(raw, index=False)
-    ds = Dataset(X=X, y=y, groups=groups, subject_ids=[f"sub-{i:03d}" for i in range(len(X))],
-                 class_names=["neg", "pos"], group_names=["HC", "SZ"], meta={"kind": "test"})
+    ds = Dataset(
+        X=X,
+        y=y,
+        groups=groups,
+        subject_ids=[f"sub-{i:03d}" for i in range(len(X))],
+        class_names=["neg", "pos"],
+        group_names=["HC", "SZ"],
+        meta={"kind": "test"},
+    )
     save_dataset(path, ds)
-    write_manifest(path.with_name(path.name + ".manifest.json"),
-                   build_manifest("preprocess", inputs=[raw], outputs=[path], params={"effect": effect}))
+    write_manifest(
+        path.with_name(path.name + ".manifest.json"),
+        build_manifest("preprocess", inputs=[raw], outputs=[path], params={"effect": effect}),
+    )
     return path
 
 
@@ -74,23 +83,46 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjec
             ssw.write(ssnap)
         opt.step()
         acc = float((out.argmax(1) == y).float().mean())
-        rows.append({"epoch": epoch, "loss": float(loss.detach()), "accuracy": acc,
-                     "wall_s": time.perf_counter() - t0, "recorded": True})
+        rows.append(
+            {
+                "epoch": epoch,
+                "loss": float(loss.detach()),
+                "accuracy": acc,
+                "wall_s": time.perf_counter() - t0,
+                "recorded": True,
+            }
+        )
     sw.close()
     pd.DataFrame(rows).to_csv(outs[1], sep="\t", index=False)
     if subjects:
         ssw.close()
         # as autospec.training writes it: the group column holds the group's name
-        pd.DataFrame({"index": np.arange(len(y)), "subject_id": ds.subject_ids, "group": ds.group_names[ds.groups],
-                      "class": ds.class_names[ds.y]}).to_csv(run_dir / "subjects.tsv", sep="\t", index=False)
+        pd.DataFrame(
+            {
+                "index": np.arange(len(y)),
+                "subject_id": ds.subject_ids,
+                "group": ds.group_names[ds.groups],
+                "class": ds.class_names[ds.y],
+            }
+        ).to_csv(run_dir / "subjects.tsv", sep="\t", index=False)
         outs += [run_dir / "subject_spectra.parquet", run_dir / "subjects.tsv"]
     # the fields of autospec.training's run.json that group-stats and the figures read
-    outs[2].write_text(json.dumps({
-        "schema": "autospec-run/1", "seed": seed,
-        "config": {"model": {"family": "mlp", "task": "classify", "hidden": list(hidden), "activation": "relu"}},
-        "dataset": {"path": str(dataset), "group_names": ds.group_names.tolist(),
-                    "group_sizes": np.bincount(ds.groups).tolist()},
-        "model": {"family": "mlp", "task": "classify"},
-    }))
+    outs[2].write_text(
+        json.dumps(
+            {
+                "schema": "autospec-run/1",
+                "seed": seed,
+                "config": {
+                    "model": {"family": "mlp", "task": "classify", "hidden": list(hidden), "activation": "relu"}
+                },
+                "dataset": {
+                    "path": str(dataset),
+                    "group_names": ds.group_names.tolist(),
+                    "group_sizes": np.bincount(ds.groups).tolist(),
+                },
+                "model": {"family": "mlp", "task": "classify"},
+            }
+        )
+    )
     write_manifest(run_dir / "manifest.json", build_manifest("train", inputs=[dataset], outputs=outs))
     return run_dir

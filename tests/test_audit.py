@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from recorded_runs import make_dataset, make_run
 
 from autospec.cli import main
 from autospec.figures import spectra_figure, training_curves
 from autospec.provenance import audit, embedded_provenance, write_dataset_description
-from recorded_runs import make_dataset, make_run
 
 
 @pytest.fixture()
@@ -27,12 +27,29 @@ def chain(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ds = make_dataset(Path("data") / "data.npz", effect=0.5)
     runs = [make_run(Path(f"run{s}"), ds, seed=s, epochs=3, subjects=False) for s in range(2)]
-    assert main(["group-stats", "--spectra", *[str(r / "spectra.parquet") for r in runs],
-                 "--out", "stats", "--permutations", "0"]) == 0
+    assert (
+        main(
+            [
+                "group-stats",
+                "--spectra",
+                *[str(r / "spectra.parquet") for r in runs],
+                "--out",
+                "stats",
+                "--permutations",
+                "0",
+            ]
+        )
+        == 0
+    )
     fig = Path("figs") / "spectra.png"
     spectra_figure({"A": runs[0], "G": runs}, "stats", fig, fig.with_suffix(".pdf"), provenance={"rule": "fig"})
-    return {"root": tmp_path, "raw": Path("data") / "raw_features.csv", "runs": [tmp_path / r for r in runs],
-            "stats": tmp_path / "stats", "fig": tmp_path / fig}
+    return {
+        "root": tmp_path,
+        "raw": Path("data") / "raw_features.csv",
+        "runs": [tmp_path / r for r in runs],
+        "stats": tmp_path / "stats",
+        "fig": tmp_path / fig,
+    }
 
 
 def _audit_cli(path, capsys, *extra):
@@ -127,12 +144,24 @@ def test_audit_runs_as_a_real_command_from_another_directory(chain):
     man = json.loads((chain["root"] / "data" / "data.npz.manifest.json").read_text())
     assert man["inputs"][0]["path"] == "data/raw_features.csv"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    proc = subprocess.run([sys.executable, "-m", "autospec", "audit", "-q", str(chain["fig"])],
-                          capture_output=True, text=True, cwd=chain["root"] / "figs", env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autospec", "audit", "-q", str(chain["fig"])],
+        capture_output=True,
+        text=True,
+        cwd=chain["root"] / "figs",
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     (chain["root"] / chain["raw"]).write_text("tampered\n")
-    proc = subprocess.run([sys.executable, "-m", "autospec", "audit", "-q", str(chain["fig"])],
-                          capture_output=True, text=True, cwd=chain["root"] / "figs", env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autospec", "audit", "-q", str(chain["fig"])],
+        capture_output=True,
+        text=True,
+        cwd=chain["root"] / "figs",
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1 and str(chain["raw"]) in proc.stderr
 
 

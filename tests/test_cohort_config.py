@@ -66,14 +66,9 @@ def test_defaults_and_paths(tmp_path):
     assert d["gift"]["timecourses"]["low_pass"] == 0.15 and d["name"] == "demo"
     assert MIN["gift"] == {"dir": "g", "prefix": "demo", "tr": 2.0}  # caller's dict untouched
 
-    fs = load_cohort_config(
-        {**MIN, "freesurfer": {"subjects_dir": "/data/fs"}}, name="x", base_dir=tmp_path
-    ).freesurfer
+    fs = load_cohort_config({**MIN, "freesurfer": {"subjects_dir": "/data/fs"}}, name="x", base_dir=tmp_path).freesurfer
     assert fs.subjects_dir == Path("/data/fs") and fs.etiv_normalize and fs.zscore
-    assert (
-        load_cohort_config({"cohorts": {"a": MIN}}, base_dir=tmp_path).phenotype
-        == tmp_path / "p.csv"
-    )
+    assert load_cohort_config({"cohorts": {"a": MIN}}, base_dir=tmp_path).phenotype == tmp_path / "p.csv"
 
 
 @pytest.mark.parametrize(
@@ -143,9 +138,7 @@ def test_cli_bad_config_field(tmp_path, capsys):
 
 # ------------------------------------------------------------------ subject selection
 def test_subject_order_is_gift_list_and_labels(tmp_path):
-    cfg_file = write_cohort(
-        tmp_path / "c", label={"column": "Gender", "map": {"Male": "M", "Female": "F"}}
-    )
+    cfg_file = write_cohort(tmp_path / "c", label={"column": "Gender", "map": {"Male": "M", "Female": "F"}})
     order = [IDS[i] for i in (5, 0, 3, 1, 4, 2)]
     gdir = tmp_path / "c" / "gift"
     (gdir / "subjects.txt").write_text("\n".join(order) + "\n")
@@ -202,9 +195,7 @@ def test_disenrolled_and_unkept_data_are_ignored(tmp_path):
     )
     gdir = tmp_path / "c" / "gift"
     (gdir / "subjects.txt").write_text("\n".join([*IDS, "A00000099"]) + "\n")
-    shutil.copy(
-        gdir / "demo_sub001_timecourses_ica_s1_.nii", gdir / "demo_sub007_timecourses_ica_s1_.nii"
-    )
+    shutil.copy(gdir / "demo_sub001_timecourses_ica_s1_.nii", gdir / "demo_sub007_timecourses_ica_s1_.nii")
     subs = cohort_subjects(load_cohort_config(cfg_file), "timecourses")
     assert subs.ids == [s for s, t in zip(IDS, TYPES) if t == "Patient"]
     assert subs.ignored["disenrolled"] == ["A00000099"]
@@ -237,9 +228,7 @@ def test_label_classes_differ_from_groups(tmp_path):
     from autospec.data.preprocess import preprocess_timecourses
 
     cfg = load_cohort_config(
-        write_cohort(
-            tmp_path / "c", label={"column": "Gender", "map": {"Male": "male", "Female": "female"}}
-        )
+        write_cohort(tmp_path / "c", label={"column": "Gender", "map": {"Male": "male", "Female": "female"}})
     )
     ds = preprocess_timecourses(cfg)
     assert list(ds.class_names) == ["female", "male"] and list(ds.group_names) == ["HC", "SZ"]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from recorded_runs import make_dataset, make_run
 
 import autospec
 from autospec.cli import main
@@ -22,7 +23,6 @@ from autospec.figures import brain_maps, layer_triptych, spectra_figure, trainin
 from autospec.figures.spectra_figure import _mask_zeros
 from autospec.provenance import embedded_provenance, provenance_id
 from autospec.stats import bh_adjust
-from recorded_runs import make_dataset, make_run
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,22 @@ def study(tmp_path_factory):
     ds = make_dataset(root / "data" / "data.npz", effect=1.0)
     dirs = [make_run(root / f"seed{s}", ds, seed=s, epochs=5) for s in range(2)]
     stats = root / "stats"
-    assert main(["group-stats", "--spectra", *[str(d / "spectra.parquet") for d in dirs],
-                 "--subject-spectra", str(dirs[0] / "subject_spectra.parquet"),
-                 "--out", str(stats), "--permutations", "199"]) == 0
+    assert (
+        main(
+            [
+                "group-stats",
+                "--spectra",
+                *[str(d / "spectra.parquet") for d in dirs],
+                "--subject-spectra",
+                str(dirs[0] / "subject_spectra.parquet"),
+                "--out",
+                str(stats),
+                "--permutations",
+                "199",
+            ]
+        )
+        == 0
+    )
     return {"root": root, "dirs": dirs, "stats": stats}
 
 
@@ -48,7 +61,10 @@ def test_spectra_figure_has_paper_size_embedded_id_and_full_sidecar(study, tmp_p
     cfg.write_text("epochs: 5\n")
     png, pdf = tmp_path / "fig.png", tmp_path / "fig.pdf"
     side = spectra_figure(
-        {"A": d0, "B": d1, "C": tmp_path / "absent", "D": None, "G": [d0, d1]}, study["stats"], png, pdf,
+        {"A": d0, "B": d1, "C": tmp_path / "absent", "D": None, "G": [d0, d1]},
+        study["stats"],
+        png,
+        pdf,
         provenance={"rule": "figure_spectra", "wildcards": {"dataset": "toy"}, "params": {"x": 1}, "config": cfg},
     )
     assert side == tmp_path / "fig.prov.json"
@@ -120,9 +136,15 @@ def test_brain_maps_from_group_niftis_and_from_a_dataset(tmp_path):
     assert _png_text(tmp_path / "b.png")[0]["autospec:provenance"] == data["provenance_id"]
     # a prepared spatial-maps dataset: per-group means are computed from it
     X = np.stack([np.asarray(nib.load(hc).dataobj)] * 3 + [np.asarray(nib.load(sz).dataobj)] * 3)
-    ds = Dataset(X=X, y=[0, 0, 0, 1, 1, 1], groups=[0, 0, 0, 1, 1, 1], subject_ids=[f"s{i}" for i in range(6)],
-                 class_names=["HC", "SZ"], group_names=["HC", "SZ"],
-                 meta={"affine": nib.load(hc).affine.tolist()})
+    ds = Dataset(
+        X=X,
+        y=[0, 0, 0, 1, 1, 1],
+        groups=[0, 0, 0, 1, 1, 1],
+        subject_ids=[f"s{i}" for i in range(6)],
+        class_names=["HC", "SZ"],
+        group_names=["HC", "SZ"],
+        meta={"affine": nib.load(hc).affine.tolist()},
+    )
     save_dataset(tmp_path / "maps.npz", ds)
     side = brain_maps(tmp_path / "maps.npz", tmp_path / "d.png", None, sidecar_path=tmp_path / "d.json")
     assert json.loads(side.read_text())["params"]["groups"] == ["HC", "SZ"]
@@ -135,10 +157,31 @@ def test_brain_maps_from_group_niftis_and_from_a_dataset(tmp_path):
 def test_plot_command_with_custom_sidecar_path(study, tmp_path, capsys, monkeypatch):
     d0, d1 = study["dirs"]
     png, side = tmp_path / "figs" / "s.png", tmp_path / "prov" / "s.json"
-    argv = ["plot", "--kind", "spectra", "--panel", f"A={d0}", "--panel", f"G={d0}:{d1}",
-            "--stats", str(study["stats"]), "--test", "subject_tests", "--summary", "log_sigma1",
-            "--out-png", str(png), "--provenance-json", str(side), "--rule", "fig",
-            "--wildcards", "model=mlp,data=toy", "--params", "alpha=0.05"]
+    argv = [
+        "plot",
+        "--kind",
+        "spectra",
+        "--panel",
+        f"A={d0}",
+        "--panel",
+        f"G={d0}:{d1}",
+        "--stats",
+        str(study["stats"]),
+        "--test",
+        "subject_tests",
+        "--summary",
+        "log_sigma1",
+        "--out-png",
+        str(png),
+        "--provenance-json",
+        str(side),
+        "--rule",
+        "fig",
+        "--wildcards",
+        "model=mlp,data=toy",
+        "--params",
+        "alpha=0.05",
+    ]
     # as `python -m autospec plot ...` sees it
     monkeypatch.setattr(sys, "argv", [str(Path(autospec.__file__).with_name("__main__.py")), *argv])
     assert main(argv) == 0

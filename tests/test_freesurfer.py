@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cohort_files import IDS, assert_fails, write_cohort
 
 from autospec.data.freesurfer import (
     read_aseg_stats,
@@ -13,8 +14,6 @@ from autospec.data.freesurfer import (
     volumes_table,
 )
 from autospec.errors import InputError
-
-from cohort_files import IDS, assert_fails, write_cohort
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +61,7 @@ def test_freesurfer_53_names_and_legacy_icv(real, tmp_path):
         keep=lambda ln: "EstimatedTotalIntraCranialVol" not in ln,
         sub=lambda ln: ln.replace("Left-Thalamus ", "Left-Thalamus-Proper ").replace(
             "# Measure Mask,",
-            "# Measure IntraCranialVol, ICV, Intracranial Volume, "
-            "1500000.0, mm^3\n# Measure Mask,",
+            "# Measure IntraCranialVol, ICV, Intracranial Volume, 1500000.0, mm^3\n# Measure Mask,",
         ),
     )
     a = read_aseg_stats(f)
@@ -110,9 +108,7 @@ def test_missing_file(tmp_path):
     ],
 )
 def test_bad_files(real, tmp_path, case, keep, sub, needle):
-    f = _edit(
-        real, tmp_path / case / "aseg.stats", keep or (lambda ln: True), sub or (lambda ln: ln)
-    )
+    f = _edit(real, tmp_path / case / "aseg.stats", keep or (lambda ln: True), sub or (lambda ln: ln))
     with pytest.raises(InputError) as e:
         read_aseg_stats(f)
     msg = str(e.value)

@@ -39,10 +39,7 @@ def _raises(fn, *needles):
 
 
 def test_paths(tmp_path):
-    assert (
-        gift.timecourse_path(tmp_path, "cobre", 7)
-        == tmp_path / "cobre_sub007_timecourses_ica_s1_.nii"
-    )
+    assert gift.timecourse_path(tmp_path, "cobre", 7) == tmp_path / "cobre_sub007_timecourses_ica_s1_.nii"
     assert gift.component_path(tmp_path, "x", 12).name == "x_sub012_component_ica_s1_.nii"
     assert gift.component_path(tmp_path, "x", 1234).name == "x_sub1234_component_ica_s1_.nii"
     assert gift.mean_component_path(tmp_path, "x").name == "x_mean_component_ica_s_all_.nii"
@@ -127,9 +124,7 @@ def test_corrupt_truncated_missing(tmp_path):
     gz = tmp_path / "short.nii.gz"
     gz.write_bytes(gzip.compress(raw)[:-40])
     _raises(lambda: gift.read_timecourses(gz, 53), gz, "corrupt or truncated")
-    _raises(
-        lambda: gift.read_timecourses(tmp_path / "no.nii", 53), tmp_path / "no.nii", "not found"
-    )
+    _raises(lambda: gift.read_timecourses(tmp_path / "no.nii", 53), tmp_path / "no.nii", "not found")
     m = _maps(tmp_path / "m.nii", np.ones((5, 6, 4, 53)))
     m.write_bytes(m.read_bytes()[:3000])
     _raises(lambda: gift.read_component_maps(m, 53), m, "corrupt or truncated")

@@ -198,9 +198,6 @@ def test_cli_prepare_mnist(tmp_path, t10k, capsys):
     assert [r["sha256"] for r in man["inputs"]] == [sha256_file(t10k[0]), sha256_file(t10k[1])]
     assert man["outputs"][0]["sha256"] == sha256_file(out)
     assert man["params"]["n_per_class"] == 5
-    assert (
-        cli.main(["prepare-mnist", "--out", str(tmp_path / "b.npz"), "--idx-images", str(t10k[0])])
-        == 2
-    )
+    assert cli.main(["prepare-mnist", "--out", str(tmp_path / "b.npz"), "--idx-images", str(t10k[0])]) == 2
     assert "give both" in capsys.readouterr().err
     assert not (tmp_path / "b.npz").exists()

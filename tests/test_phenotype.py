@@ -55,9 +55,7 @@ def test_read_cobre(cobre, caplog):
 
 def test_read_bids(tmp_path):
     f = tmp_path / "participants.tsv"
-    f.write_text(
-        "participant_id\tage\tsex\tgroup\nsub-01\t30\tM\tpatient\nsub-02\tn/a\tF\tcontrol\n"
-    )
+    f.write_text("participant_id\tage\tsex\tgroup\nsub-01\t30\tM\tpatient\nsub-02\tn/a\tF\tcontrol\n")
     df = read_phenotype(f, format="bids")
     assert list(df.index) == ["sub-01", "sub-02"] and df.loc["sub-02", "age"] == "n/a"
     df = read_phenotype(f, format="bids", id_column="sex")

@@ -8,17 +8,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import yaml
-
-from autospec.data.cohort import load_cohort_config
-from autospec.data.dataset import load_dataset
-from autospec.data.neuromark import component_domains
-from autospec.data.preprocess import (
-    preprocess_spatial_maps,
-    preprocess_timecourses,
-    preprocess_volumes,
-)
-
 from cohort_files import (
     GRID,
     IDS,
@@ -34,6 +23,15 @@ from cohort_files import (
     write_timecourses,
 )
 
+from autospec.data.cohort import load_cohort_config
+from autospec.data.dataset import load_dataset
+from autospec.data.neuromark import component_domains
+from autospec.data.preprocess import (
+    preprocess_spatial_maps,
+    preprocess_timecourses,
+    preprocess_volumes,
+)
+
 
 # ---------------------------------------------------------------------------- good paths
 def test_volumes_dataset_and_manifest(tmp_path, shared_data, capsys):
@@ -45,9 +43,7 @@ def test_volumes_dataset_and_manifest(tmp_path, shared_data, capsys):
     assert ds.X.shape == (6, 45)
     assert list(ds.subject_ids) == IDS  # phenotype order
     assert list(ds.group_names) == ["HC", "SZ"] and list(ds.class_names) == ["HC", "SZ"]
-    assert [ds.group_names[g] for g in ds.groups] == [
-        "SZ" if t == "Patient" else "HC" for t in TYPES
-    ]
+    assert [ds.group_names[g] for g in ds.groups] == ["SZ" if t == "Patient" else "HC" for t in TYPES]
     np.testing.assert_array_equal(ds.y, ds.groups)
     assert "Left-Thalamus" in ds.meta["feature_names"] and ds.meta["kind"] == "volumes"
     # z-scored per column (constant zero-volume structures stay 0)

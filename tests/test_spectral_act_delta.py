@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from spectral_oracle import assert_spectra_close, hooked_calls, svd
 from torch import nn
 
 from autospec import SpectralRecorder
-from spectral_oracle import assert_spectra_close, hooked_calls, svd
 
 N = 10
 GROUPS = torch.tensor([0, 0, 1, 1, 1, 0, 1, 0, 0, 1])
@@ -28,19 +28,21 @@ def test_linear_act_and_delta_whole_and_per_group():
         F.cross_entropy(model(x), y).backward()
     cap = _capture(model, x, y)
     for name in ("0", "2"):
-        (a, d), = cap[name]
+        ((a, d),) = cap[name]
         key = f"{name}.weight"
         assert_spectra_close(snap.singular_values(key, "act"), svd(a), f"{key} act")
         assert_spectra_close(snap.singular_values(key, "delta"), svd(d), f"{key} delta")
         for g in (0, 1):
-            m = GROUPS == g
+            m = g == GROUPS
             assert_spectra_close(snap.singular_values(key, "act", g), svd(a[m]), f"{key} act g{g}")
             assert_spectra_close(snap.singular_values(key, "delta", g), svd(d[m]), f"{key} delta g{g}")
 
 
 def test_conv2d_act_is_unfolded_input_and_delta_is_per_position():
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 2, 3, stride=2), nn.Flatten(), nn.LazyLinear(2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 2, 3, stride=2), nn.Flatten(), nn.LazyLinear(2)
+    )
     model(torch.randn(1, 3, 8, 8))  # materialise the lazy layer
     model = model.double()
     x, y = torch.randn(N, 3, 8, 8, dtype=torch.float64), torch.randint(0, 2, (N,))
@@ -49,7 +51,7 @@ def test_conv2d_act_is_unfolded_input_and_delta_is_per_position():
         F.cross_entropy(model(x), y).backward()
     cap = _capture(model, x, y)
     for name, conv in (("0", model[0]), ("2", model[2])):
-        (a, d), = cap[name]
+        ((a, d),) = cap[name]
         cols = F.unfold(a, conv.kernel_size, padding=conv.padding, stride=conv.stride)  # (N, C·k·k, L)
         a_rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
         d_rows = d.flatten(2).transpose(1, 2).reshape(-1, d.shape[1])
@@ -149,4 +151,6 @@ def test_own_modules_act_and_delta_stack_every_call(kind):
         assert_spectra_close(snap.singular_values(key, "delta"), svd(d.reshape(-1, d.shape[-1])), f"{key} delta")
         m = GROUPS == 1
         assert_spectra_close(snap.singular_values(key, "act", 1), svd(a[m].reshape(-1, a.shape[-1])), f"{key} act g1")
-        assert_spectra_close(snap.singular_values(key, "delta", 1), svd(d[m].reshape(-1, d.shape[-1])), f"{key} delta g1")
+        assert_spectra_close(
+            snap.singular_values(key, "delta", 1), svd(d[m].reshape(-1, d.shape[-1])), f"{key} delta g1"
+        )

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from spectral_oracle import assert_spectra_close, svd
 from torch import nn
 
 from autospec import SpectralRecorder
-from spectral_oracle import assert_spectra_close, svd
 
 
 def _mlp(inplace=False):
@@ -38,8 +38,10 @@ def test_grad_is_bit_identical_with_and_without_recording():
     with rec.record(groups=torch.tensor([0, 1, 0, 1, 0, 1, 1])):
         (F.cross_entropy(a(x), y) + lstm_a(seq)[0].sum()).backward()
     (F.cross_entropy(b(x), y) + lstm_b(seq)[0].sum()).backward()
-    for (n, p), (_, q) in zip(list(a.named_parameters()) + list(lstm_a.named_parameters()),
-                              list(b.named_parameters()) + list(lstm_b.named_parameters())):
+    for (n, p), (_, q) in zip(
+        list(a.named_parameters()) + list(lstm_a.named_parameters()),
+        list(b.named_parameters()) + list(lstm_b.named_parameters()),
+    ):
         assert torch.equal(p.grad, q.grad), n
 
 
@@ -177,10 +179,11 @@ def test_two_nested_recorders_do_not_see_each_others_replays():
         F.cross_entropy(model(x), y).backward()
     model.zero_grad()
     outer, inner = SpectralRecorder(model, stats=("grad",)), SpectralRecorder(model, stats=("grad",))
-    with outer.record(groups=g) as snap:
-        with inner.record(groups=torch.arange(6)) as per_sample:
-            F.cross_entropy(model(x), y).backward()
+    with outer.record(groups=g) as snap, inner.record(groups=torch.arange(6)) as per_sample:
+        F.cross_entropy(model(x), y).backward()
     for key in ref.keys:
         for gid in (None, 0, 1):
-            np.testing.assert_allclose(snap.singular_values(key, "grad", gid), ref.singular_values(key, "grad", gid), rtol=1e-12)
+            np.testing.assert_allclose(
+                snap.singular_values(key, "grad", gid), ref.singular_values(key, "grad", gid), rtol=1e-12
+            )
     assert per_sample.groups == list(range(6))

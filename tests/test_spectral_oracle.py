@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from spectral_oracle import assert_spectra_close, oracle_grad_spectra
 from torch import nn
 
 from autospec import SpectralRecorder
 from autospec import nn as autospec_nn
-from spectral_oracle import assert_spectra_close, oracle_grad_spectra
 
 N = 8
 GROUPS = torch.tensor([0, 1, 0, 1, 1, 0, 2, 2])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autospec import SpectraWriter, SpectralRecorder
+from autospec import SpectralRecorder, SpectraWriter
 
 
 def _run(path, steps=3, fail_at=None):

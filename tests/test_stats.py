@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from recorded_runs import make_dataset, make_run
 from scipy import stats as st
 
 from autospec.atomic import sha256_file
@@ -34,9 +35,6 @@ from autospec.stats import (
     write_calibration,
 )
 from autospec.stats.inference import normalise_by_group_size
-
-
-from recorded_runs import make_dataset, make_run
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +63,11 @@ def test_paper_step_test_equals_scipy_student_t_on_recorded_spectra(runs):
     df = _spectra(runs["dirs"][0])
     res = paper_step_tests(df, {0: "HC", 1: "SZ"})
     assert set(res["family"]) == {"paper_step"} and res["label"].str.contains("not valid").all()
-    for step, key, stat in [(0, "layers.0.weight", "grad"), (5, "layers.1.weight", "act"), (3, "layers.0.weight", "delta")]:
+    for step, key, stat in [
+        (0, "layers.0.weight", "grad"),
+        (5, "layers.1.weight", "act"),
+        (3, "layers.0.weight", "delta"),
+    ]:
         sel = df[(df.step == step) & (df.key == key) & (df.stat == stat)]
         a = sel[sel.group == 0].value.to_numpy()
         b = sel[sel.group == 1].value.to_numpy()
@@ -93,8 +95,23 @@ def test_paper_index_test_uses_the_steps_as_samples(runs):
 # --------------------------------------------------------------------------- FDR, effect size, tests
 def test_bh_matches_the_worked_example_and_scipy():
     # Benjamini & Hochberg (1995), section 4: 15 p-values, FDR 0.05 rejects the four smallest
-    p = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262,
-         0.5719, 0.6528, 0.7590, 1.0000]
+    p = [
+        0.0001,
+        0.0004,
+        0.0019,
+        0.0095,
+        0.0201,
+        0.0278,
+        0.0298,
+        0.0344,
+        0.0459,
+        0.3240,
+        0.4262,
+        0.5719,
+        0.6528,
+        0.7590,
+        1.0000,
+    ]
     assert bh_reject(p, 0.05).tolist() == [True] * 4 + [False] * 11
     np.testing.assert_allclose(bh_adjust(p), st.false_discovery_control(p, method="bh"), rtol=1e-12)
     assert bh_adjust(p)[3] == pytest.approx(0.0095 * 15 / 4)
@@ -137,8 +154,7 @@ def test_exact_permutation_p_equals_scipy_permutation_test():
     def welch(x, y, axis):
         return st.ttest_ind(x, y, axis=axis, equal_var=False).statistic
 
-    ref = st.permutation_test((a, b), welch, permutation_type="independent", vectorized=True,
-                              n_resamples=10_000, rng=0)
+    ref = st.permutation_test((a, b), welch, permutation_type="independent", vectorized=True, n_resamples=10_000, rng=0)
     p, used, exact = permutation_pvalues(np.r_[a, b], 5, n_resamples=10_000)
     assert exact and used == math.comb(10, 5)
     assert p[0] == pytest.approx(ref.pvalue, rel=1e-12)
@@ -192,9 +208,19 @@ def test_seed_tests_use_one_value_per_seed_and_group(runs):
     res = seed_tests(dfs, {0: "HC", 1: "SZ"}, {0: 12, 1: 12}, n_resamples=999, seed=0)
     assert set(res["family"]) == {"seed"} and (res["n_a"] == 3).all() and (res["n_runs"] == 3).all()
     assert res["perm_exact"].all() and (res["n_perm"] == 20).all()  # C(6, 3) relabelings
-    row = res[(res.summary == "log_sigma1") & (res.stat == "grad") & (res.key == "layers.0.weight") & (res.step == 4)].iloc[0]
-    vals = {g: [np.log(df[(df.step == 4) & (df.key == "layers.0.weight") & (df.stat == "grad") & (df.group == g)].value.max()) - np.log(12)
-                for df in dfs] for g in (0, 1)}
+    row = res[
+        (res.summary == "log_sigma1") & (res.stat == "grad") & (res.key == "layers.0.weight") & (res.step == 4)
+    ].iloc[0]
+    vals = {
+        g: [
+            np.log(
+                df[(df.step == 4) & (df.key == "layers.0.weight") & (df.stat == "grad") & (df.group == g)].value.max()
+            )
+            - np.log(12)
+            for df in dfs
+        ]
+        for g in (0, 1)
+    }
     ref = st.ttest_ind(vals[0], vals[1], equal_var=False)
     assert row.t == pytest.approx(ref.statistic, rel=1e-9) and row.p_welch == pytest.approx(ref.pvalue, rel=1e-9)
     assert row["diff"] == pytest.approx(np.mean(vals[0]) - np.mean(vals[1]))
@@ -261,9 +287,18 @@ def test_calibration_on_recorded_spectra(runs):
 # --------------------------------------------------------------------------- the command
 def _stats_cli(runs, out, *extra):
     d = runs["dirs"]
-    argv = ["group-stats", "--spectra", *[str(x / "spectra.parquet") for x in d],
-            "--subject-spectra", str(d[0] / "subject_spectra.parquet"), "--out", str(out),
-            "--permutations", "199", *extra]
+    argv = [
+        "group-stats",
+        "--spectra",
+        *[str(x / "spectra.parquet") for x in d],
+        "--subject-spectra",
+        str(d[0] / "subject_spectra.parquet"),
+        "--out",
+        str(out),
+        "--permutations",
+        "199",
+        *extra,
+    ]
     return main(argv)
 
 
@@ -272,7 +307,8 @@ def test_group_stats_command_writes_tables_and_manifest(runs, tmp_path, capsys):
     assert _stats_cli(runs, out, "--group-names", "ctrl,pat") == 0
     names = ["paper_step_tests", "paper_index_tests", "seed_tests", "subject_tests"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}.{e}" for n in names for e in ("tsv", "parquet")] + ["manifest.json"])
+        [f"{n}.{e}" for n in names for e in ("tsv", "parquet")] + ["manifest.json"]
+    )
     for n in names:
         t, pq = pd.read_csv(out / f"{n}.tsv", sep="\t"), pd.read_parquet(out / f"{n}.parquet")
         assert len(t) == len(pq) > 0 and set(pq["name_a"]) == {"ctrl"}
@@ -314,8 +350,20 @@ def test_group_stats_bad_inputs_are_one_line_errors(runs, tmp_path, capsys):
     sub = tmp_path / "lonely"
     sub.mkdir()
     (sub / "subject_spectra.parquet").write_bytes((d / "subject_spectra.parquet").read_bytes())
-    assert main(["group-stats", "--spectra", str(d / "spectra.parquet"), "--subject-spectra",
-                 str(sub / "subject_spectra.parquet"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "group-stats",
+                "--spectra",
+                str(d / "spectra.parquet"),
+                "--subject-spectra",
+                str(sub / "subject_spectra.parquet"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "subjects.tsv" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
 
@@ -328,8 +376,17 @@ def test_subjects_table_with_group_ids_or_unknown_names(runs, tmp_path, capsys):
     ids.to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
     got = subject_group_ids(read_subjects(tmp_path / "ids.tsv"), {}, tmp_path / "ids.tsv")
     pd.testing.assert_series_equal(got, by_name)
-    argv = ["group-stats", "--spectra", str(d / "spectra.parquet"), "--subject-spectra",
-            str(d / "subject_spectra.parquet"), "--out", str(tmp_path / "o"), "--permutations", "0"]
+    argv = [
+        "group-stats",
+        "--spectra",
+        str(d / "spectra.parquet"),
+        "--subject-spectra",
+        str(d / "subject_spectra.parquet"),
+        "--out",
+        str(tmp_path / "o"),
+        "--permutations",
+        "0",
+    ]
     assert main([*argv, "--subjects", str(tmp_path / "ids.tsv")]) == 0
     capsys.readouterr()
     sub.assign(group=sub["group"].replace({"SZ": "patient"})).to_csv(tmp_path / "odd.tsv", sep="\t", index=False)

@@ -170,10 +170,7 @@ def test_nifti_formats(built):
 def test_timecourses_band_limited(built):
     root = built["a"]
     x = np.stack(
-        [
-            np.asarray(nib.load(p).dataobj)
-            for p in sorted((root / "gift").glob("demo_sub*_timecourses_ica_s1_.nii"))
-        ]
+        [np.asarray(nib.load(p).dataobj) for p in sorted((root / "gift").glob("demo_sub*_timecourses_ica_s1_.nii"))]
     )
     x = x - x.mean(axis=1, keepdims=True)
     power = (np.abs(np.fft.rfft(x, axis=1)) ** 2).mean(axis=(0, 2))
@@ -187,16 +184,11 @@ def test_aseg_stats_format(built):
     for sid in subjects(root)[:3]:
         path = root / "freesurfer" / sid / "stats" / "aseg.stats"
         text = path.read_text()
-        assert (
-            "# Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial "
-            "Volume, " in text
-        )
+        assert "# Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, " in text
         measures, cols, vols = parse_aseg(path)
         assert cols == EXPECTED_COLS
         assert 1.0e6 <= measures["eTIV"] <= 2.0e6
-        assert measures["BrainSegVol-to-eTIV"] == pytest.approx(
-            measures["BrainSegVol"] / measures["eTIV"], abs=1e-5
-        )
+        assert measures["BrainSegVol-to-eTIV"] == pytest.approx(measures["BrainSegVol"] / measures["eTIV"], abs=1e-5)
         assert len(vols) == 45 and f"# NRows {len(vols)} " in text
         for name, v in vols.items():
             assert v == 0.0 if name in ALWAYS_ZERO else v > 0.0, name
@@ -270,9 +262,7 @@ def _within_domain_corr(root: Path, domain: str) -> dict[str, np.ndarray]:
     cols = [c - 1 for c in domain_components(domain)]
     out: dict[str, list[float]] = {"Patient": [], "Control": []}
     for k, sid in enumerate(subjects(root), start=1):
-        tc = np.asarray(
-            nib.load(root / "gift" / f"demo_sub{k:03d}_timecourses_ica_s1_.nii").dataobj
-        )
+        tc = np.asarray(nib.load(root / "gift" / f"demo_sub{k:03d}_timecourses_ica_s1_.nii").dataobj)
         c = np.corrcoef(tc[:, cols].T)
         out[g[sid]].append(c[np.triu_indices(len(cols), 1)].mean())
     return {k: np.array(x) for k, x in out.items()}
@@ -318,9 +308,7 @@ def test_cohort_yaml_valid_and_paths_resolve(built):
     root = built["a"]
     doc = yaml.safe_load((root / "cohort.yaml").read_text())
     block = doc["cohorts"]["demo"]
-    assert block["groups"]["by"] == [
-        {"column": "Subject Type", "map": {"Patient": "SZ", "Control": "HC"}}
-    ]
+    assert block["groups"]["by"] == [{"column": "Subject Type", "map": {"Patient": "SZ", "Control": "HC"}}]
     for rel in (
         block["phenotype"],
         block["freesurfer"]["subjects_dir"],

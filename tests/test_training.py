@@ -18,7 +18,7 @@ from autospec.cli import main as cli_main
 from autospec.data.dataset import Dataset, save_dataset
 from autospec.errors import InputError
 from autospec.models import available_families, build_model
-from autospec.spectral import SpectraWriter, SpectralRecorder, numerical_rank, read_metadata
+from autospec.spectral import SpectralRecorder, SpectraWriter, numerical_rank, read_metadata
 from autospec.training import load_run_config, run_schema, train
 from autospec.training.checkpoint import snapshot_frame
 from autospec.training.loop import recording
@@ -222,7 +222,10 @@ def test_minibatches_record_the_first_batch_and_subjects(tmp_path):
         assert got == first, epoch  # the group column is the sample index of the first batch
     main = pd.read_parquet(out / "spectra.parquet")
     # the whole-batch gradient of the first batch: rank <= bs (layers.0 is 16 x 8, so <= 8 anyway)
-    assert main[(main.stat == "act") & (main.key == "layers.0.weight") & (main.group == -1)].groupby("step").size().max() <= bs
+    assert (
+        main[(main.stat == "act") & (main.key == "layers.0.weight") & (main.group == -1)].groupby("step").size().max()
+        <= bs
+    )
     subjects = pd.read_csv(out / "subjects.tsv", sep="\t")
     assert list(subjects.columns) == ["index", "subject_id", "group", "class"] and len(subjects) == n
     assert subjects.subject_id[3] == "sub-003" and subjects.group[2] == "pat"
@@ -267,7 +270,8 @@ def test_outputs_run_json_and_manifest(tmp_path):
     res = train(load_run_config(cfg_path), tmp_path / "out", progress=False)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["spectra.parquet", "metrics.tsv", "run.json", "model.pt", "manifest.json"])
+        ["spectra.parquet", "metrics.tsv", "run.json", "model.pt", "manifest.json"]
+    )
     rj = json.loads((out / "run.json").read_text())
     assert rj["status"] == "completed" and rj["run_id"] == res.run_id and rj["seed"] == 0
     assert rj["dataset"]["sha256"] and rj["dataset"]["manifest"].endswith("d.npz.manifest.json")

@@ -39,7 +39,9 @@ def smk(cwd: Path, *args: str, check: bool = True, timeout: int = 600) -> subpro
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -81,7 +83,9 @@ def test_lint_clean():
 
 
 def test_snakefmt_clean():
-    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -98,8 +102,13 @@ def test_default_dry_run_has_every_pair_and_panel(default_plan):
     assert counts["group_stats"] == 2 * PAIRS
     assert counts["figure_brain"] == counts["make_demo_cohort"] == 1
     assert counts["preprocess"] == 2 and counts["preprocess_spatialmaps"] == 1
-    for path in ("results/mnist/mnist/cnn2d", "results/sinusoid/sinusoid/elman", "results/demo/volumes/mlp",
-                 "results/demo/timecourses/bert", "results/demo/spatialmaps/cnn3d/figures/spectra.png"):
+    for path in (
+        "results/mnist/mnist/cnn2d",
+        "results/sinusoid/sinusoid/elman",
+        "results/demo/volumes/mlp",
+        "results/demo/timecourses/bert",
+        "results/demo/spatialmaps/cnn3d/figures/spectra.png",
+    ):
         assert path in out
     assert f"  epochs: {cfg['training']['epochs']}\n" in out and "--threads 1" in out
 

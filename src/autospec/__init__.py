@@ -23,4 +23,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'autospec' has no attribute {name!r}")
 
 
-__all__ = ["Snapshot", "SpectraWriter", "SpectralRecorder", "read_spectra", "__version__"]
+__all__ = ["Snapshot", "SpectraWriter", "SpectralRecorder", "__version__", "read_spectra"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .atomic import sha256_file, write_text_atomic
 from .versions import code_version, host_info, package_versions
@@ -35,7 +36,7 @@ def build_manifest(
     return {
         "schema": SCHEMA,
         "step": step,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(),
         "inputs": [file_record(p) for p in inputs],
         "outputs": [file_record(p) for p in outputs],
         "params": dict(params or {}),

@@ -78,8 +78,10 @@ def subject_group_ids(subjects: pd.DataFrame, names: dict[int, str], path: Path)
     names = dict(sorted(names.items()))
     unknown = sorted(set(g.astype(str)) - set(ids))
     if unknown:
-        raise InputError(f"{path}: group name(s) {unknown} are not among the known groups {names}; "
-                         "pass --group-names in group-id order")
+        raise InputError(
+            f"{path}: group name(s) {unknown} are not among the known groups {names}; "
+            "pass --group-names in group-id order"
+        )
     return pd.Series(g.astype(str).map(ids).to_numpy(dtype=int), index=subjects["index"].to_numpy())
 
 

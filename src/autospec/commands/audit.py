@@ -17,10 +17,21 @@ HELP = "Check a figure's (or any output's) provenance chain: re-hash every input
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", type=Path, metavar="FIGURE", help="a .png/.pdf figure, or any output with a manifest")
-    parser.add_argument("--sidecar", type=Path, default=None, metavar="F",
-                        help="provenance sidecar (default: the one named in the figure, else FIGURE.prov.json)")
-    parser.add_argument("--root", type=Path, action="append", default=[], metavar="DIR",
-                        help="extra directory to resolve relative paths against (repeatable)")
+    parser.add_argument(
+        "--sidecar",
+        type=Path,
+        default=None,
+        metavar="F",
+        help="provenance sidecar (default: the one named in the figure, else FIGURE.prov.json)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra directory to resolve relative paths against (repeatable)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
 
 

@@ -52,22 +52,54 @@ def parse_group_names(text: str | None) -> dict[int, str]:
 
 # --------------------------------------------------------------------------- command
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spectra", required=True, nargs="+", type=Path, metavar="RUN/spectra.parquet",
-                        help="spectra of one run, or of several seeds of one configuration")
-    parser.add_argument("--subject-spectra", type=Path, default=None, metavar="F",
-                        help="per-subject spectra (group column = sample index) for subject-level tests")
-    parser.add_argument("--subjects", type=Path, default=None, metavar="subjects.tsv",
-                        help="sample index -> group table (default: subjects.tsv beside --subject-spectra)")
+    parser.add_argument(
+        "--spectra",
+        required=True,
+        nargs="+",
+        type=Path,
+        metavar="RUN/spectra.parquet",
+        help="spectra of one run, or of several seeds of one configuration",
+    )
+    parser.add_argument(
+        "--subject-spectra",
+        type=Path,
+        default=None,
+        metavar="F",
+        help="per-subject spectra (group column = sample index) for subject-level tests",
+    )
+    parser.add_argument(
+        "--subjects",
+        type=Path,
+        default=None,
+        metavar="subjects.tsv",
+        help="sample index -> group table (default: subjects.tsv beside --subject-spectra)",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--group-names", default=None, metavar="A,B,...",
-                        help="names of group ids 0,1,... (default: run.json, else group0, group1, ...)")
-    parser.add_argument("--group-sizes", default=None, metavar="N0,N1,...",
-                        help="samples per group id, to put seed-level summaries on a per-sample scale "
-                             "(default: run.json or subjects.tsv of the first run; none if unknown)")
-    parser.add_argument("--no-size-normalisation", action="store_true",
-                        help="compare raw group spectra across seeds (unequal group sizes then differ under the null)")
-    parser.add_argument("--permutations", type=int, default=9999, metavar="N",
-                        help="label permutations per test (0 = skip; exact enumeration when fewer splits exist)")
+    parser.add_argument(
+        "--group-names",
+        default=None,
+        metavar="A,B,...",
+        help="names of group ids 0,1,... (default: run.json, else group0, group1, ...)",
+    )
+    parser.add_argument(
+        "--group-sizes",
+        default=None,
+        metavar="N0,N1,...",
+        help="samples per group id, to put seed-level summaries on a per-sample scale "
+        "(default: run.json or subjects.tsv of the first run; none if unknown)",
+    )
+    parser.add_argument(
+        "--no-size-normalisation",
+        action="store_true",
+        help="compare raw group spectra across seeds (unequal group sizes then differ under the null)",
+    )
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=9999,
+        metavar="N",
+        help="label permutations per test (0 = skip; exact enumeration when fewer splits exist)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations")
 
 
@@ -144,8 +176,12 @@ def run(args: argparse.Namespace) -> int:
         inputs += [args.subject_spectra, subj_path]
 
     params = {
-        "group_names": names, "group_sizes": sizes, "permutations": args.permutations, "seed": args.seed,
-        "n_runs": len(runs), "size_normalisation": bool(sizes),
+        "group_names": names,
+        "group_sizes": sizes,
+        "permutations": args.permutations,
+        "seed": args.seed,
+        "n_runs": len(runs),
+        "size_normalisation": bool(sizes),
         "fdr": "Benjamini-Hochberg per (table, summary)",
     }
     for p in _write_tables(args.out, tables, inputs, params):

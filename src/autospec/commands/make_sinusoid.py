@@ -13,9 +13,7 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", required=True, help="output .npz (a .manifest.json is written beside it)"
-    )
+    p.add_argument("--out", required=True, help="output .npz (a .manifest.json is written beside it)")
     p.add_argument("--n-per-class", type=int, default=256, help="sequences per class (default 256)")
     p.add_argument("--n-classes", type=int, default=2, help="number of classes (default 2)")
     p.add_argument("--length", type=int, default=64, help="time steps per sequence (default 64)")
@@ -45,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
         kind=args.kind,
         noise=args.noise,
     )
-    params = {
-        k: getattr(args, k) for k in ("n_per_class", "n_classes", "length", "kind", "noise", "seed")
-    }
+    params = {k: getattr(args, k) for k in ("n_per_class", "n_classes", "length", "kind", "noise", "seed")}
     write_prepared(out, ds, NAME, params)
     print(
         f"wrote {out}: {ds.n} sequences x {args.length} steps, classes "

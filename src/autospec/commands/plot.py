@@ -27,17 +27,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", required=True, choices=("spectra", "triptych", "curves", "brain"))
     parser.add_argument("--out-png", type=Path, default=None, metavar="F.png")
     parser.add_argument("--out-pdf", type=Path, default=None, metavar="F.pdf")
-    parser.add_argument("--provenance-json", type=Path, default=None, metavar="F",
-                        help="where to write the provenance sidecar (default: <png or pdf>.prov.json)")
-    parser.add_argument("--panel", action="append", default=[], metavar="LABEL=DIR[:DIR...]",
-                        help="spectra: a panel and its run directory (several, ':'-separated, = seeds)")
-    parser.add_argument("--stats", action="append", default=[], metavar="[LABEL=]DIR",
-                        help="spectra: group-stats output directory (for all difference panels, or one)")
-    parser.add_argument("--diff-panels", default="G,H", metavar="G,H",
-                        help="spectra: labels drawn as group-difference panels")
+    parser.add_argument(
+        "--provenance-json",
+        type=Path,
+        default=None,
+        metavar="F",
+        help="where to write the provenance sidecar (default: <png or pdf>.prov.json)",
+    )
+    parser.add_argument(
+        "--panel",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR[:DIR...]",
+        help="spectra: a panel and its run directory (several, ':'-separated, = seeds)",
+    )
+    parser.add_argument(
+        "--stats",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR",
+        help="spectra: group-stats output directory (for all difference panels, or one)",
+    )
+    parser.add_argument(
+        "--diff-panels", default="G,H", metavar="G,H", help="spectra: labels drawn as group-difference panels"
+    )
     parser.add_argument("--summary", default="log_nuclear", choices=("log_nuclear", "log_sigma1"))
-    parser.add_argument("--test", default=None, choices=("seed_tests", "subject_tests", "paper_step_tests"),
-                        help="spectra: which tests mark epochs (default: the best available)")
+    parser.add_argument(
+        "--test",
+        default=None,
+        choices=("seed_tests", "subject_tests", "paper_step_tests"),
+        help="spectra: which tests mark epochs (default: the best available)",
+    )
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--group-names", default=None, metavar="A,B,...")
     parser.add_argument("--run", action="append", default=[], metavar="[LABEL=]DIR")
@@ -48,8 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rule", default=None, help="workflow rule that made the figure (recorded)")
     parser.add_argument("--wildcards", default=None, metavar="k=v,...")
     parser.add_argument("--params", default=None, metavar="k=v,...")
-    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
-                        help="resolved config file whose sha256 is recorded")
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="FILE", help="resolved config file whose sha256 is recorded"
+    )
 
 
 def _labelled(items: list[str], what: str) -> dict[str, str]:
@@ -69,8 +90,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give --out-png and/or --out-pdf")
     if args.config is not None and not args.config.is_file():
         raise InputError(f"--config {args.config}: file not found")
-    prov = {"rule": args.rule, "wildcards": parse_mapping(args.wildcards, "--wildcards"),
-            "params": parse_mapping(args.params, "--params"), "config": args.config}
+    prov = {
+        "rule": args.rule,
+        "wildcards": parse_mapping(args.wildcards, "--wildcards"),
+        "params": parse_mapping(args.params, "--params"),
+        "config": args.config,
+    }
     common = {"provenance": prov, "sidecar_path": args.provenance_json}
     from .. import figures
 
@@ -85,14 +110,23 @@ def run(args: argparse.Namespace) -> int:
         stats = {lab: Path(plain[0]) for lab in diff_labels} if plain else {}
         stats.update({k: Path(v) for k, v in _labelled([s for s in args.stats if "=" in s], "--stats").items()})
         side = figures.spectra_figure(
-            panels, stats or None, args.out_png, args.out_pdf, diff_labels=diff_labels,
-            summary=args.summary, test=args.test, alpha=args.alpha,
-            group_names=parse_group_names(args.group_names), **common)
+            panels,
+            stats or None,
+            args.out_png,
+            args.out_pdf,
+            diff_labels=diff_labels,
+            summary=args.summary,
+            test=args.test,
+            alpha=args.alpha,
+            group_names=parse_group_names(args.group_names),
+            **common,
+        )
     elif args.kind == "triptych":
         if len(args.run) != 1 or args.key is None:
             raise InputError("--kind triptych needs one --run DIR and --key")
-        side = figures.layer_triptych(args.run[0].split("=")[-1], args.key, args.out_png, args.out_pdf,
-                                      group=args.group, **common)
+        side = figures.layer_triptych(
+            args.run[0].split("=")[-1], args.key, args.out_png, args.out_pdf, group=args.group, **common
+        )
     elif args.kind == "curves":
         if not args.run:
             raise InputError("--kind curves needs at least one --run [LABEL=]DIR")

@@ -13,9 +13,7 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", required=True, help="output .npz (a .manifest.json is written beside it)"
-    )
+    p.add_argument("--out", required=True, help="output .npz (a .manifest.json is written beside it)")
     p.add_argument("--idx-images", default=None, help="IDX images file (.gz ok); default: bundled")
     p.add_argument("--idx-labels", default=None, help="IDX labels file (.gz ok)")
     p.add_argument("--n-per-class", type=int, default=None, help="images per digit (default all)")

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_DIVERGED
-    print(f"wrote {result.out_dir}: {result.epochs_completed} epochs, run {result.run_id}"
-          + (f" (resumed at epoch {result.resumed_from})" if result.resumed_from is not None else ""))
+    print(
+        f"wrote {result.out_dir}: {result.epochs_completed} epochs, run {result.run_id}"
+        + (f" (resumed at epoch {result.resumed_from})" if result.resumed_from is not None else "")
+    )
     return 0

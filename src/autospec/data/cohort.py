@@ -14,16 +14,17 @@ import copy
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 import yaml
 
-from ..validation import describe, fill_and_validate, more_problems
 from ..errors import InputError
+from ..validation import describe, fill_and_validate, more_problems
 from .subjects import KINDS, CohortSubjects, cohort_subjects
 
 __all__ = [
@@ -202,32 +203,23 @@ def _build(name: str, block: dict[str, Any], base: Path, source: Path | None) ->
     if block.get("freesurfer") is not None:
         b = block["freesurfer"]
         b["subjects_dir"] = str(_resolve(base, b["subjects_dir"]))
-        fs = FreeSurferConfig(
-            Path(b["subjects_dir"]), b["etiv_normalize"], b["zscore"], b["structures"]
-        )
+        fs = FreeSurferConfig(Path(b["subjects_dir"]), b["etiv_normalize"], b["zscore"], b["structures"])
     if block.get("gift") is not None:
         b = block["gift"]
         b["dir"] = str(_resolve(base, b["dir"]))
         b["subjects"] = str(_resolve(base, b["subjects"]) or Path(b["dir"]) / "subjects.txt")
         comps = b["components"]
         if comps is not None and max(comps) > b["n_components"]:
-            raise bad(
-                "gift.components", f"component {max(comps)} > n_components {b['n_components']}"
-            )
+            raise bad("gift.components", f"component {max(comps)} > n_components {b['n_components']}")
         tc, sm = b["timecourses"], b["spatial_maps"]
         nyquist = 0.5 / b["tr"]
         for key in ("low_pass", "high_pass"):
             if tc[key] is not None and tc[key] >= nyquist:
                 raise bad(
                     f"gift.timecourses.{key}",
-                    f"{tc[key]} Hz is at or above the Nyquist "
-                    f"frequency {nyquist:g} Hz of TR {b['tr']:g} s",
+                    f"{tc[key]} Hz is at or above the Nyquist frequency {nyquist:g} Hz of TR {b['tr']:g} s",
                 )
-        if (
-            tc["low_pass"] is not None
-            and tc["high_pass"] is not None
-            and tc["high_pass"] >= tc["low_pass"]
-        ):
+        if tc["low_pass"] is not None and tc["high_pass"] is not None and tc["high_pass"] >= tc["low_pass"]:
             raise bad(
                 "gift.timecourses.high_pass",
                 f"{tc['high_pass']} Hz must be below low_pass {tc['low_pass']} Hz",

@@ -74,26 +74,23 @@ class Dataset:
         for name, names in (("y", self.class_names), ("groups", self.group_names)):
             arr = getattr(self, name)
             if arr.size and (arr.min() < 0 or arr.max() >= len(names)):
-                raise InputError(
-                    f"{where}: field '{name}' has ids outside 0..{len(names) - 1} ({name}_names)"
-                )
+                raise InputError(f"{where}: field '{name}' has ids outside 0..{len(names) - 1} ({name}_names)")
 
 
 def save_dataset(path: os.PathLike | str, ds: Dataset) -> None:
     """Write ``ds`` to ``path`` atomically (temp file, then rename)."""
     ds.validate(str(path))
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                X=ds.X,
-                y=ds.y,
-                groups=ds.groups,
-                subject_ids=ds.subject_ids,
-                class_names=ds.class_names,
-                group_names=ds.group_names,
-                meta_json=np.asarray(json.dumps(ds.meta, sort_keys=True, default=str)),
-            )
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            X=ds.X,
+            y=ds.y,
+            groups=ds.groups,
+            subject_ids=ds.subject_ids,
+            class_names=ds.class_names,
+            group_names=ds.group_names,
+            meta_json=np.asarray(json.dumps(ds.meta, sort_keys=True, default=str)),
+        )
 
 
 def manifest_path(path: os.PathLike | str) -> Path:

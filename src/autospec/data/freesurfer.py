@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,9 +80,7 @@ def _parse_measure(line: str, path: Path, lineno: int) -> tuple[str, str, float,
     try:
         val = float(value)
     except ValueError:
-        raise InputError(
-            f"{path}:{lineno}: measure {key} has non-numeric value {value!r}"
-        ) from None
+        raise InputError(f"{path}:{lineno}: measure {key} has non-numeric value {value!r}") from None
     if not math.isfinite(val):
         raise InputError(f"{path}:{lineno}: measure {key} is {value}")
     return key, short, val, unit
@@ -125,9 +123,7 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
             raise InputError(f"{p}:{lineno}: data row before the '# ColHeaders' line")
         fields = line.split()
         if len(fields) != len(columns):
-            raise InputError(
-                f"{p}:{lineno}: row has {len(fields)} columns, '# ColHeaders' names {len(columns)}"
-            )
+            raise InputError(f"{p}:{lineno}: row has {len(fields)} columns, '# ColHeaders' names {len(columns)}")
         rows.append(fields)
 
     if columns is None:
@@ -142,9 +138,7 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
     else:
         legacy = next((k for k in _LEGACY_ICV_KEYS if k in measures), None)
         if legacy is None:
-            raise InputError(
-                f"{p}: no eTIV measure ('# Measure {ETIV_KEY}, {ETIV_SHORT}, ...' line missing)"
-            )
+            raise InputError(f"{p}: no eTIV measure ('# Measure {ETIV_KEY}, {ETIV_SHORT}, ...' line missing)")
         log.info("%s: using legacy IntraCranialVol (ICV) measure as eTIV", p)
         measures[ETIV_KEY] = measures[ETIV_SHORT] = measures[legacy]
     if measures[ETIV_SHORT][0] <= 0:
@@ -204,9 +198,7 @@ def read_asegstats2table(path: os.PathLike | str, sep: str = "\t") -> pd.DataFra
         bad = num.isna() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             subj = out.index[int(np.flatnonzero(bad.to_numpy())[0])]
-            raise InputError(
-                f"{p}: subject {subj}: column {col} has non-numeric value {out.at[subj, col]!r}"
-            )
+            raise InputError(f"{p}: subject {subj}: column {col} has non-numeric value {out.at[subj, col]!r}")
         out[col] = num.astype(float)
     return out
 
@@ -251,10 +243,7 @@ def volumes_table(
         for sid, s in zip(subject_ids, stats):
             missing = [n for n in names if n not in s.volumes.index]
             if missing:
-                raise InputError(
-                    f"subject {sid}: {s.path} has no structure {missing[0]} "
-                    f"(field freesurfer.structures)"
-                )
+                raise InputError(f"subject {sid}: {s.path} has no structure {missing[0]} (field freesurfer.structures)")
     data = np.stack([s.volumes.loc[names].to_numpy(dtype=float) for s in stats])
     index = pd.Index(list(subject_ids), name="subject")
     table = pd.DataFrame(data, index=index, columns=pd.Index(names, name="structure"))

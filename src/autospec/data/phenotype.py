@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -24,9 +25,7 @@ DISENROLLED = "disenrolled"
 GROUP_SEP = "-"
 
 
-def read_phenotype(
-    path: os.PathLike | str, format: str = "cobre", id_column: str | None = None
-) -> pd.DataFrame:
+def read_phenotype(path: os.PathLike | str, format: str = "cobre", id_column: str | None = None) -> pd.DataFrame:
     """Read a phenotype table indexed by subject ID (str); every cell is text.
 
     ``format="cobre"``: comma-separated; the ID column is ``id_column`` or else the first column
@@ -41,9 +40,7 @@ def read_phenotype(
     """
     p = Path(path)
     if format not in FORMATS:
-        raise InputError(
-            f"{p}: unknown phenotype format {format!r} (use one of {', '.join(FORMATS)})"
-        )
+        raise InputError(f"{p}: unknown phenotype format {format!r} (use one of {', '.join(FORMATS)})")
     sep = "," if format == "cobre" else "\t"
     try:
         df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
@@ -64,9 +61,7 @@ def read_phenotype(
     else:
         col = id_column
     if col not in df.columns:
-        raise InputError(
-            f"{p}: ID column {col!r} not found (columns: {', '.join(map(str, df.columns))})"
-        )
+        raise InputError(f"{p}: ID column {col!r} not found (columns: {', '.join(map(str, df.columns))})")
     ids = df[col]
     if (ids == "").any():
         row = int((ids == "").to_numpy().nonzero()[0][0]) + 2  # +header, 1-based
@@ -77,9 +72,7 @@ def read_phenotype(
         mask = df.apply(lambda c: c.str.lower() == DISENROLLED).any(axis=1)
         dropped = ids[mask].tolist()
         if dropped:
-            log.info(
-                "%s: dropped %d Disenrolled subject(s): %s", p, len(dropped), ", ".join(dropped)
-            )
+            log.info("%s: dropped %d Disenrolled subject(s): %s", p, len(dropped), ", ".join(dropped))
         df = df[~mask]
         ids = ids[~mask]
     dup = ids[ids.duplicated()]
@@ -106,16 +99,11 @@ def _matches(cell: str, key: Any) -> bool:
     return False
 
 
-def map_column(
-    df: pd.DataFrame, column: str, mapping: Mapping[Any, str], what: str = "group"
-) -> pd.Series:
+def map_column(df: pd.DataFrame, column: str, mapping: Mapping[Any, str], what: str = "group") -> pd.Series:
     """Map each subject's ``column`` value through ``mapping``; unknown values are errors."""
     where = df.attrs.get("path", "phenotype")
     if column not in df.columns:
-        raise InputError(
-            f"{where}: {what} column {column!r} not found "
-            f"(columns: {', '.join(map(str, df.columns))})"
-        )
+        raise InputError(f"{where}: {what} column {column!r} not found (columns: {', '.join(map(str, df.columns))})")
     out = {}
     for sid, cell in df[column].items():
         hits = [name for key, name in mapping.items() if _matches(cell, key)]
@@ -161,14 +149,11 @@ def assign_groups(
     if keep is not None:
         possible = {""}
         for spec in by:
-            possible = {
-                (f"{a}{GROUP_SEP}{b}" if a else b) for a in possible for b in spec["map"].values()
-            }
+            possible = {(f"{a}{GROUP_SEP}{b}" if a else b) for a in possible for b in spec["map"].values()}
         unknown = [k for k in keep if k not in possible]
         if unknown:
             raise InputError(
-                f"field groups.keep: {unknown[0]!r} is not a possible group "
-                f"(possible: {', '.join(sorted(possible))})"
+                f"field groups.keep: {unknown[0]!r} is not a possible group (possible: {', '.join(sorted(possible))})"
             )
         dropped = names[~names.isin(list(keep))]
         if len(dropped):

@@ -142,9 +142,7 @@ def preprocess_timecourses(cfg: CohortConfig, subjects: CohortSubjects | None = 
     if cropped:
         log.info("timecourses: cropped to %d time points: %s", target, ", ".join(cropped))
     if padded:
-        log.info(
-            "timecourses: zero-padded at the end to %d time points: %s", target, ", ".join(padded)
-        )
+        log.info("timecourses: zero-padded at the end to %d time points: %s", target, ", ".join(padded))
 
     use_filter = opts.low_pass is not None or opts.high_pass is not None
     out = []
@@ -214,9 +212,7 @@ def _load_mask(path, ref: nib.Nifti1Image) -> np.ndarray:
         raise InputError(f"{path}: corrupt or truncated NIfTI mask ({err})") from None
     if len(mask.shape) != 3:
         raise InputError(f"{path}: mask must be 3-D, got shape {mask.shape}")
-    res = nli.resample_to_img(
-        mask, ref, interpolation="nearest", force_resample=True, copy_header=True
-    )
+    res = nli.resample_to_img(mask, ref, interpolation="nearest", force_resample=True, copy_header=True)
     keep = np.asarray(res.dataobj) > 0
     if not keep.any():
         raise InputError(f"{path}: mask is empty on the spatial-map grid")
@@ -239,11 +235,7 @@ def preprocess_spatial_maps(
         vol = nib.Nifti1Image(reduce(data, axis=3).astype(np.float32), img.affine)
         if ref_affine is None:
             ref_sid, ref_shape = sid, vol.shape
-            ref_affine = (
-                _target_grid(img.affine, vol.shape, opts.target_shape)
-                if opts.target_shape
-                else img.affine
-            )
+            ref_affine = _target_grid(img.affine, vol.shape, opts.target_shape) if opts.target_shape else img.affine
         if opts.target_shape:
             vol = nli.resample_img(
                 vol,

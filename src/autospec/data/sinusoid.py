@@ -56,8 +56,7 @@ def make_sinusoids(
     # stay well below Nyquist (T/2 cycles) so every class is a clean, distinct sinusoid
     if length < 4 * max(cycles):
         raise InputError(
-            f"length: {length} time steps is too short for {max(cycles)} cycles "
-            f"(need >= {4 * max(cycles)})"
+            f"length: {length} time steps is too short for {max(cycles)} cycles (need >= {4 * max(cycles)})"
         )
 
     rng = np.random.default_rng(seed)

@@ -82,8 +82,7 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
     excluded = set(cfg.exclude)
     if not len(pheno.index.difference(list(excluded))):
         raise InputError(
-            f"cohort {cfg.name!r}: no subjects left in {cfg.phenotype} "
-            f"(after dropping Disenrolled rows and exclude)"
+            f"cohort {cfg.name!r}: no subjects left in {cfg.phenotype} (after dropping Disenrolled rows and exclude)"
         )
     groups = assign_groups(pheno, cfg.groups, exclude=excluded)
     kept = list(groups.index)
@@ -122,9 +121,7 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
             if sid in kept_set:
                 f = path_of(g.dir, g.prefix, k)
                 if not f.is_file():
-                    raise InputError(
-                        f"subject {sid}: GIFT file {f} not found " f"(line {k} of {g.subjects})"
-                    )
+                    raise InputError(f"subject {sid}: GIFT file {f} not found (line {k} of {g.subjects})")
                 files[sid] = f
         missing = [s for s in kept if s not in set(listed)]
         if missing:
@@ -136,14 +133,11 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
         orphans = [s for s in listed if s not in known]
     if orphans:
         raise InputError(
-            f"subject {orphans[0]}: has data but no row in phenotype {cfg.phenotype} "
-            f"(add it there or to exclude)"
+            f"subject {orphans[0]}: has data but no row in phenotype {cfg.phenotype} (add it there or to exclude)"
         )
     stray = sorted(excluded - set(pheno.index) - set(ignored["disenrolled"]) - data_ids)
     if stray:
-        log.warning(
-            "cohort %s: excluded subject(s) not found anywhere: %s", cfg.name, ", ".join(stray)
-        )
+        log.warning("cohort %s: excluded subject(s) not found anywhere: %s", cfg.name, ", ".join(stray))
     for why, subs in ignored.items():
         if subs:
             log.info("cohort %s: left out (%s): %s", cfg.name, why, ", ".join(subs))

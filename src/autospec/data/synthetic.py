@@ -88,7 +88,7 @@ def _phenotype(seed: int, n_sz: int, n_hc: int) -> tuple[list[dict[str, str]], l
     rows = []
     for sid in ids:
         # COBRE marks subjects who left the study with "Disenrolled" in every column
-        rows.append(info.get(sid) or {"": sid} | {c: "Disenrolled" for c in _PHENO_COLS[1:]})
+        rows.append(info.get(sid) or {"": sid} | dict.fromkeys(_PHENO_COLS[1:], "Disenrolled"))
     return rows, enrolled
 
 
@@ -142,9 +142,7 @@ def cohort_config(name: str = "demo") -> dict[str, Any]:
     }
 
 
-def planted_description(
-    seed: int, effect: float, n_sz: int, n_hc: int, small: bool, grid_mm: float
-) -> dict[str, Any]:
+def planted_description(seed: int, effect: float, n_sz: int, n_hc: int, small: bool, grid_mm: float) -> dict[str, Any]:
     """Exactly what :func:`make_demo_cohort` plants (the content of ``planted_effect.json``)."""
     rho_sz = min(gift.BASE_COUPLING + COUPLING_CHANGE * effect, gift.COUPLING_MAX)
     return {
@@ -206,18 +204,16 @@ def _subject_files(root: Path, k: int) -> tuple[Path, Path]:
     )
 
 
-def _write_cohort(
-    root: Path, seed: int, effect: float, n_sz: int, n_hc: int, small: bool, grid_mm: float
-) -> None:
+def _write_cohort(root: Path, seed: int, effect: float, n_sz: int, n_hc: int, small: bool, grid_mm: float) -> None:
     rows, enrolled = _phenotype(seed, n_sz, n_hc)
     by_id = {r[""]: r for r in rows}
     (root / "phenotype.csv").write_text(_csv_text(rows))
     (root / "gift").mkdir()
     (root / "gift" / "subjects.txt").write_text("".join(f"{s}\n" for s in enrolled))
 
-    vol_factor = {s: 1.0 + VOLUME_CHANGE * effect for s in VOLUME_STRUCTURES}
+    vol_factor = dict.fromkeys(VOLUME_STRUCTURES, 1.0 + VOLUME_CHANGE * effect)
     rho_sz = min(gift.BASE_COUPLING + COUPLING_CHANGE * effect, gift.COUPLING_MAX)
-    coupling_sz = {d: rho_sz for d in COUPLING_DOMAINS}
+    coupling_sz = dict.fromkeys(COUPLING_DOMAINS, rho_sz)
     map_factor_sz = np.ones(N_COMPONENTS)
     map_factor_sz[[c - 1 for c in MAP_COMPONENTS]] = 1.0 + MAP_CHANGE * effect
 

@@ -100,9 +100,7 @@ def draw_etiv(rng: np.random.Generator) -> float:
     return float(np.clip(rng.normal(ETIV_MEAN, ETIV_SD), *ETIV_CLIP))
 
 
-def draw_volumes(
-    rng: np.random.Generator, etiv: float, age: float, factors: dict[str, float]
-) -> np.ndarray:
+def draw_volumes(rng: np.random.Generator, etiv: float, age: float, factors: dict[str, float]) -> np.ndarray:
     """Structure volumes (mm^3) of one subject, in template order.
 
     ``V_s = T_s * (eTIV / eTIV_ref) * (1 + a_s (age - 40)) * exp(0.08 z_s) * f_s`` with
@@ -185,9 +183,7 @@ _TABLE_COLS = [
 ]
 
 
-def format_row(
-    index: int, segid: int, nvox: int, vol: float, name: str, stats: tuple[float, ...]
-) -> str:
+def format_row(index: int, segid: int, nvox: int, vol: float, name: str, stats: tuple[float, ...]) -> str:
     """One table row in ``mri_segstats``' fixed-width layout."""
     mean, sd, lo, hi = stats
     return (
@@ -254,7 +250,5 @@ def aseg_stats_text(rng: np.random.Generator, subject_id: str, etiv: float, vol:
         sd = t.norm_std[i] * float(np.exp(0.05 * jitter[i, 1]))
         lo = max(0.0, float(np.rint(t.norm_min[i] + 4.0 * jitter[i, 2])))
         hi = max(lo + 1.0, float(np.rint(t.norm_max[i] + 4.0 * jitter[i, 3])))
-        lines.append(
-            format_row(i + 1, int(t.segids[i]), int(nvox[i]), vol[i], name, (mean, sd, lo, hi))
-        )
+        lines.append(format_row(i + 1, int(t.segids[i]), int(nvox[i]), vol[i], name, (mean, sd, lo, hi)))
     return "\n".join(lines) + "\n"

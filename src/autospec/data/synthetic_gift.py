@@ -57,9 +57,7 @@ _CENTRES_MM: dict[str, list[tuple[float, float, float]]] = {
     "CB": [(-24, -66, -34), (24, -66, -34), (0, -62, -30), (0, -76, -40)],
 }
 # fmt: on
-assert [len(_CENTRES_MM[d]) for d in DOMAIN_RANGES] == [
-    hi - lo + 1 for lo, hi in DOMAIN_RANGES.values()
-]
+assert [len(_CENTRES_MM[d]) for d in DOMAIN_RANGES] == [hi - lo + 1 for lo, hi in DOMAIN_RANGES.values()]
 
 
 # ----------------------------------------------------------------------------------- grid, mask
@@ -128,9 +126,7 @@ def component_layout() -> dict[str, np.ndarray]:
     }
 
 
-def _snap_inside(
-    centre_mm: np.ndarray, data: np.ndarray, affine: np.ndarray, radius_mm: float = 30.0
-) -> np.ndarray:
+def _snap_inside(centre_mm: np.ndarray, data: np.ndarray, affine: np.ndarray, radius_mm: float = 30.0) -> np.ndarray:
     """The centre of the (1 mm) mask voxel nearest ``centre_mm`` (itself when inside)."""
     v = np.rint(nib.affines.apply_affine(np.linalg.inv(affine), centre_mm)).astype(int)
     lo = np.maximum(v - int(radius_mm), 0)
@@ -194,9 +190,7 @@ def _band_limited(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
     return x / x.std(axis=0)
 
 
-def time_courses(
-    rng: np.random.Generator, coupling: dict[str, float], length: int = N_TIMEPOINTS
-) -> np.ndarray:
+def time_courses(rng: np.random.Generator, coupling: dict[str, float], length: int = N_TIMEPOINTS) -> np.ndarray:
     """One subject's ICA time courses, float32 (length, 53).
 
     For component ``c`` in domain ``d``: ``x_c = b_c * (sqrt(r_d) f_d + sqrt(1 - r_d) u_c +

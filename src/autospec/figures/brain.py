@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -107,17 +108,32 @@ def brain_maps(
             axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
             for ax, row in zip(axes, rows):
                 display = plotting.plot_stat_map(
-                    row["img"], bg_img=template, cut_coords=cut_coords, display_mode="ortho", axes=ax,
-                    figure=fig, cmap=row["cmap"], vmin=row["vmin"], vmax=row["vmax"],
-                    symmetric_cbar=row["vmin"] == -row["vmax"], colorbar=True, annotate=False,
-                    draw_cross=False, black_bg=False, threshold=row["threshold"],
+                    row["img"],
+                    bg_img=template,
+                    cut_coords=cut_coords,
+                    display_mode="ortho",
+                    axes=ax,
+                    figure=fig,
+                    cmap=row["cmap"],
+                    vmin=row["vmin"],
+                    vmax=row["vmax"],
+                    symmetric_cbar=row["vmin"] == -row["vmax"],
+                    colorbar=True,
+                    annotate=False,
+                    draw_cross=False,
+                    black_bg=False,
+                    threshold=row["threshold"],
                     resampling_interpolation="continuous",
                 )
                 display.annotate(size=6)
                 display.title(row["name"], size=7, color="black", bgcolor="white")
-            params = {"groups": list(imgs), "cut_coords": list(cut_coords), "template": "MNI152 (nilearn, 2 mm)",
-                      "threshold_percentile": threshold_percentile,
-                      "thresholds": {r["name"]: r["threshold"] for r in rows}}
+            params = {
+                "groups": list(imgs),
+                "cut_coords": list(cut_coords),
+                "template": "MNI152 (nilearn, 2 mm)",
+                "threshold_percentile": threshold_percentile,
+                "thresholds": {r["name"]: r["threshold"] for r in rows},
+            }
             side = build_sidecar("brain", used, **_prov(provenance, params))
             return save_figure(fig, out_png, out_pdf, side, sidecar_path)
     finally:
@@ -133,14 +149,24 @@ def _rows(imgs: dict[str, Any], threshold_percentile: float | None) -> list[dict
     # non-negative maps use the whole sequential colour map from 0 (nilearn's default is symmetric)
     nonneg = all(float(np.nanmin(np.asarray(i.dataobj))) >= 0 for i in groups)
     thr = _threshold(threshold_percentile, groups)
-    rows = [{"name": n, "img": i, "cmap": BRAIN_CMAP, "vmin": 0.0 if nonneg else -vmax, "vmax": vmax,
-             "threshold": thr} for n, i in imgs.items()]
+    rows = [
+        {"name": n, "img": i, "cmap": BRAIN_CMAP, "vmin": 0.0 if nonneg else -vmax, "vmax": vmax, "threshold": thr}
+        for n, i in imgs.items()
+    ]
     if len(imgs) == 2:
         (na, a), (nb, b) = imgs.items()
         if a.shape != b.shape or not np.allclose(a.affine, b.affine, atol=1e-4):
             raise InputError(f"brain figure: maps of {na} and {nb} are on different grids")
         diff = nib.Nifti1Image(np.asarray(a.dataobj) - np.asarray(b.dataobj), a.affine)
         dmax = float(np.nanmax(np.abs(np.asarray(diff.dataobj)))) or 1.0
-        rows.append({"name": f"{na} − {nb}", "img": diff, "cmap": DIVERGING_CMAP, "vmin": -dmax, "vmax": dmax,
-                     "threshold": _threshold(threshold_percentile, [diff])})
+        rows.append(
+            {
+                "name": f"{na} − {nb}",
+                "img": diff,
+                "cmap": DIVERGING_CMAP,
+                "vmin": -dmax,
+                "vmax": dmax,
+                "threshold": _threshold(threshold_percentile, [diff]),
+            }
+        )
     return rows

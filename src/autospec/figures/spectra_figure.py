@@ -11,8 +11,9 @@ significant after Benjamini–Hochberg across *all* tests marked in this figure.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,10 +68,12 @@ def run_title(run_dir: Path) -> str:
     task, hidden, act = _find(meta, "task"), _find(meta, "hidden"), _find(meta, "activation")
     family = _find(meta, "family")
     acts = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "gelu": "GELU", "linear": "Linear"}
-    parts = [{"autoencode": "AE", "classify": "Cls"}.get(str(task), str(task)) if task else None,
-             str(family).upper() if family else None,
-             f"[{','.join(map(str, hidden))}]" if isinstance(hidden, (list, tuple)) else None,
-             acts.get(str(act).lower(), str(act)) if act else None]
+    parts = [
+        {"autoencode": "AE", "classify": "Cls"}.get(str(task), str(task)) if task else None,
+        str(family).upper() if family else None,
+        f"[{','.join(map(str, hidden))}]" if isinstance(hidden, (list, tuple)) else None,
+        acts.get(str(act).lower(), str(act)) if act else None,
+    ]
     parts = [p for p in parts if p]
     return " ".join(parts) if parts else run_dir.name
 
@@ -205,7 +208,9 @@ def spectra_figure(
     if not panels:
         raise InputError("spectra figure: none of the panels' run directories holds a spectra.parquet")
     used: list[Path] = []
-    data = {lab: [_spectra(d, used) for d in (dirs if lab in diff_labels else dirs[:1])] for lab, dirs in panels.items()}
+    data = {
+        lab: [_spectra(d, used) for d in (dirs if lab in diff_labels else dirs[:1])] for lab, dirs in panels.items()
+    }
     keys = {lab: [k for k in dict.fromkeys(dfs[0]["key"])] for lab, dfs in data.items()}
 
     diffs, marks, legend = {}, [], None
@@ -252,15 +257,25 @@ def spectra_figure(
             axes[-1].set_xlabel("epoch")
         if diffs:
             n = 0 if allmarks is None else int(np.isfinite(allmarks["q"]).sum())
-            lines = (f"Difference panels: {SUMMARY_LABEL.get(summary, summary)} of the group spectra σ(G_g), "
-                     "mean over the panel's runs (band: ±1.96 SE across runs).\n")
-            note = lines + (f"Markers: epochs with BH-FDR q ≤ {alpha:g} over all {n} tests in this figure "
-                            f"({legend})." if allmarks is not None else "No group tests given: no epochs marked.")
+            lines = (
+                f"Difference panels: {SUMMARY_LABEL.get(summary, summary)} of the group spectra σ(G_g), "
+                "mean over the panel's runs (band: ±1.96 SE across runs).\n"
+            )
+            note = lines + (
+                f"Markers: epochs with BH-FDR q ≤ {alpha:g} over all {n} tests in this figure ({legend})."
+                if allmarks is not None
+                else "No group tests given: no epochs marked."
+            )
             fig.supxlabel(note, fontsize=6)
-        params = {"panels": {k: [str(d) for d in v] for k, v in panels.items()}, "summary": summary,
-                  "alpha": alpha, "marking_test": legend, "diff_labels": list(diff_labels),
-                  "n_tests": 0 if allmarks is None else int(np.isfinite(allmarks["q"]).sum()),
-                  "n_marked": 0 if allmarks is None else int((allmarks["q"] <= alpha).sum())}
+        params = {
+            "panels": {k: [str(d) for d in v] for k, v in panels.items()},
+            "summary": summary,
+            "alpha": alpha,
+            "marking_test": legend,
+            "diff_labels": list(diff_labels),
+            "n_tests": 0 if allmarks is None else int(np.isfinite(allmarks["q"]).sum()),
+            "n_marked": 0 if allmarks is None else int((allmarks["q"] <= alpha).sum()),
+        }
         side = build_sidecar("spectra", used, **_prov(provenance, params))
         return save_figure(fig, out_png, out_pdf, side, sidecar_path)
 
@@ -281,11 +296,17 @@ def _draw_diff(axes, keys, diffs: pd.DataFrame, names, allmarks, lab, alpha, sum
             color = OKABE_ITO[(c + 4) % len(OKABE_ITO)]
             ax.plot(d["step"], d["mean"], color=color, label=f"{names.get(a, a)} − {names.get(b, b)}")
             if np.isfinite(d["se"]).any():
-                ax.fill_between(d["step"], d["mean"] - 1.96 * d["se"], d["mean"] + 1.96 * d["se"],
-                                color=color, alpha=0.25, lw=0)
+                ax.fill_between(
+                    d["step"], d["mean"] - 1.96 * d["se"], d["mean"] + 1.96 * d["se"], color=color, alpha=0.25, lw=0
+                )
             if allmarks is not None:
-                m = allmarks[(allmarks["panel"] == lab) & (allmarks["key"] == key) & (allmarks["group_a"] == a)
-                             & (allmarks["group_b"] == b) & (allmarks["q"] <= alpha)]
+                m = allmarks[
+                    (allmarks["panel"] == lab)
+                    & (allmarks["key"] == key)
+                    & (allmarks["group_a"] == a)
+                    & (allmarks["group_b"] == b)
+                    & (allmarks["q"] <= alpha)
+                ]
                 hit = d[d["step"].isin(m["step"])]
                 ax.plot(hit["step"], hit["mean"], ls="none", marker="v", ms=2.5, color="black")
         ax.set_ylabel(f"{short_key(key)}\nΔ {SUMMARY_LABEL.get(summary, summary)}")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..atomic import sha256_file
 from .sidecar import PNG_KEY, PNG_SIDECAR_KEY, find_manifest, provenance_id, sidecar_path_for
@@ -105,9 +106,7 @@ class _Auditor:
         return None
 
     # ---------------------------------------------------------------- walk
-    def check_file(
-        self, ref: dict[str, Any], depth: int, base: Path | None, via: str, follow: bool = True
-    ) -> None:
+    def check_file(self, ref: dict[str, Any], depth: int, base: Path | None, via: str, follow: bool = True) -> None:
         shown = ref.get("path") or ref.get("abspath")
         p = self.locate(ref, base)
         expected = ref.get("sha256")
@@ -131,8 +130,11 @@ class _Auditor:
                 self.problem(depth + 1, f"missing: {man_ref.get('path')} (manifest of {shown}, recorded in {via})")
                 return
             if man_ref.get("sha256") and self.sha(mp) != man_ref["sha256"]:
-                self.problem(depth + 1, f"changed: {man_ref.get('path')} (manifest of {shown}; expected sha256 "
-                             f"{man_ref['sha256']}, found {self.sha(mp)}; recorded in {via})")
+                self.problem(
+                    depth + 1,
+                    f"changed: {man_ref.get('path')} (manifest of {shown}; expected sha256 "
+                    f"{man_ref['sha256']}, found {self.sha(mp)}; recorded in {via})",
+                )
         else:
             mp = find_manifest(p)
         if mp is not None:
@@ -158,8 +160,11 @@ class _Auditor:
                 op = self.locate(out, mpath.parent) if isinstance(out, dict) else None
                 if op is not None and op.resolve() == produced.resolve() and out.get("sha256"):
                     if self.sha(produced) != out["sha256"]:
-                        self.problem(depth, f"changed: {produced} (expected sha256 {out['sha256']} as output of "
-                                     f"step {step}, found {self.sha(produced)}; recorded in {mpath})")
+                        self.problem(
+                            depth,
+                            f"changed: {produced} (expected sha256 {out['sha256']} as output of "
+                            f"step {step}, found {self.sha(produced)}; recorded in {mpath})",
+                        )
         if mpath.resolve() in self._walked:
             self.line(depth, f"manifest {mpath}  (step {step}; lineage shown above)")
             return
@@ -210,8 +215,9 @@ def audit(target: os.PathLike | str, sidecar: os.PathLike | str | None = None, r
     if emb != pid:
         a.problem(1, f"changed: {fig} (embedded provenance ID {emb} does not match the sidecar's {pid})")
     for out in data.get("outputs") or []:
-        a.check_file({k: out.get(k) for k in ("path", "abspath", "sha256")}, 2, side.parent, f"{side} (outputs)",
-                     follow=False)
+        a.check_file(
+            {k: out.get(k) for k in ("path", "abspath", "sha256")}, 2, side.parent, f"{side} (outputs)", follow=False
+        )
     for inp in data.get("inputs") or []:
         a.check_file(inp, 2, side.parent, str(side))
     return a.report

@@ -23,8 +23,9 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..atomic import atomic_outputs, sha256_file, write_text_atomic
 from ..versions import code_version, host_info, package_versions
@@ -66,7 +67,10 @@ def input_record(path: os.PathLike | str) -> dict[str, Any]:
     """Path, sha256, size and linked manifest of one figure input."""
     p = Path(path)
     rec: dict[str, Any] = {
-        "path": str(p), "abspath": str(p.resolve()), "sha256": sha256_file(p), "bytes": p.stat().st_size,
+        "path": str(p),
+        "abspath": str(p.resolve()),
+        "sha256": sha256_file(p),
+        "bytes": p.stat().st_size,
         "manifest": None,
     }
     m = find_manifest(p)
@@ -140,7 +144,7 @@ def build_sidecar(
         "software": software_versions(),
         "host": host_info(),
         "device": device or "cpu (matplotlib Agg)",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(),
         "inputs": records,
     }
     side["provenance_id"] = provenance_id(side)
@@ -170,13 +174,22 @@ def save_figure(
                 meta = {PNG_KEY: pid, PNG_SIDECAR_KEY: rel_side, "Software": software}
                 fig.savefig(tmp, format="png", dpi=dpi, metadata=meta)
             elif target.suffix.lower() == ".pdf":
-                meta = {"Keywords": f"{PNG_KEY}={pid} {PNG_SIDECAR_KEY}={rel_side}",
-                        "Subject": f"autospec figure, provenance {pid}", "Creator": software}
+                meta = {
+                    "Keywords": f"{PNG_KEY}={pid} {PNG_SIDECAR_KEY}={rel_side}",
+                    "Subject": f"autospec figure, provenance {pid}",
+                    "Creator": software,
+                }
                 fig.savefig(tmp, format="pdf", metadata=meta)
             else:
                 raise ValueError(f"{target}: figures are written as .png or .pdf")
-            outputs.append({"path": str(target), "abspath": str(target.resolve()),
-                            "sha256": sha256_file(tmp), "bytes": tmp.stat().st_size})
+            outputs.append(
+                {
+                    "path": str(target),
+                    "abspath": str(target.resolve()),
+                    "sha256": sha256_file(tmp),
+                    "bytes": tmp.stat().st_size,
+                }
+            )
         full = dict(sidecar, outputs=outputs)
         tmps[-1].write_text(json.dumps(full, indent=2, sort_keys=True, default=str) + "\n")
     return side_path
@@ -186,8 +199,9 @@ def save_figure(
 def git_remote_url(start: Path | None = None) -> str | None:
     here = Path(start or __file__).resolve().parent
     try:
-        url = subprocess.run(["git", "remote", "get-url", "origin"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()
+        url = subprocess.run(
+            ["git", "remote", "get-url", "origin"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return url or None
@@ -200,14 +214,16 @@ def write_dataset_description(results_dir: os.PathLike | str, name: str = "AutoS
         "Name": name,
         "BIDSVersion": "1.10.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{
-            "Name": "autospec",
-            "Version": code.get("package_version"),
-            "CodeURL": git_remote_url(),
-            "Commit": code.get("git_commit"),
-            "Description": "exact per-layer, per-group singular-value spectra of weight gradients"
-                           + (" (uncommitted changes present)" if code.get("git_dirty") else ""),
-        }],
+        "GeneratedBy": [
+            {
+                "Name": "autospec",
+                "Version": code.get("package_version"),
+                "CodeURL": git_remote_url(),
+                "Commit": code.get("git_commit"),
+                "Description": "exact per-layer, per-group singular-value spectra of weight gradients"
+                + (" (uncommitted changes present)" if code.get("git_dirty") else ""),
+            }
+        ],
     }
     out = Path(results_dir) / "dataset_description.json"
     write_text_atomic(out, json.dumps(desc, indent=2) + "\n")

@@ -7,7 +7,7 @@ into formed float64 gradients G_k (for σ(G)). Each accumulator lives for one re
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

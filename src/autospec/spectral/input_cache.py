@@ -9,7 +9,7 @@ require grad) are candidates; a match is checked by value, so in-place edits are
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -13,7 +13,7 @@ All routes work in float64. Two ideas keep them cheap (NOTES §2):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

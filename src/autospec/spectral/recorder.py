@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -258,7 +258,6 @@ class SpectralRecorder:
             if self._state is not None and not replay.replaying():
                 dev = t.params[0].device
                 module._autospec_rng = replay.capture_rng(dev)
-            return None
 
         return hook
 
@@ -273,7 +272,7 @@ class SpectralRecorder:
                 return None
             dims = batch_dims(module, flat)
             self._check_batch(flat[live[0]].shape[dims[live[0]]], f"'{t.name or 'model'}' ({type(module).__name__})")
-            call = replay.start_call(args, kwargs, getattr(module, "_autospec_rng"))
+            call = replay.start_call(args, kwargs, module._autospec_rng)
             st.replays.setdefault(t.name, []).append(call)
             for i in live:
                 flat[i].register_hook(lambda g, i=i, call=call: call.deltas.__setitem__(i, g.detach()))

@@ -23,7 +23,6 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from .adapters import batch_dims
 
-
 _DEPTH = [0]  # shared by every recorder: replayed forwards are not real calls for anyone
 
 
@@ -107,12 +106,12 @@ def replay_grads(
     except RuntimeError:
         # Some kernels (e.g. fused RNN backward) have no batching rule: one backward per row.
         rows = [
-            torch.autograd.grad(outs, params, grad_outputs=[g[b] for g in grad_outs], allow_unused=True, retain_graph=True)
+            torch.autograd.grad(
+                outs, params, grad_outputs=[g[b] for g in grad_outs], allow_unused=True, retain_graph=True
+            )
             for b in range(grad_outs[0].shape[0])
         ]
-        grads = [
-            None if rows[0][j] is None else torch.stack([r[j] for r in rows]) for j in range(len(params))
-        ]
+        grads = [None if rows[0][j] is None else torch.stack([r[j] for r in rows]) for j in range(len(params))]
     b = grad_outs[0].shape[0]
     return [
         torch.zeros((b, *p.shape), dtype=p.dtype, device=p.device) if g is None else g.detach()

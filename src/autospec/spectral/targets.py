@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from torch import nn
 
@@ -70,7 +70,14 @@ def find_targets(model: nn.Module, include: Iterable | None = None) -> list[Targ
             named = [(n, p) for n, p in named if n != wname]
         if named:
             targets.append(
-                Target(mname, module, None, [n for n, _ in named], [p for _, p in named], [_matrix_shape(p) for _, p in named])
+                Target(
+                    mname,
+                    module,
+                    None,
+                    [n for n, _ in named],
+                    [p for _, p in named],
+                    [_matrix_shape(p) for _, p in named],
+                )
             )
     order = {n: i for i, (n, _) in enumerate(model.named_parameters())}
     targets.sort(key=lambda t: order.get(t.keys[0], 0))

@@ -125,10 +125,20 @@ def compare_two_groups(
     na, nb, m = ya.shape[0], yb.shape[0], ya.shape[1]
     nan = np.full(m, np.nan)
     out: dict[str, np.ndarray] = {
-        "n_a": np.full(m, na), "n_b": np.full(m, nb),
-        "mean_a": nan.copy(), "mean_b": nan.copy(), "sd_a": nan.copy(), "sd_b": nan.copy(),
-        "t": nan.copy(), "df": nan.copy(), "p_welch": nan.copy(), "p_perm": nan.copy(),
-        "g": nan.copy(), "g_se": nan.copy(), "g_ci_low": nan.copy(), "g_ci_high": nan.copy(),
+        "n_a": np.full(m, na),
+        "n_b": np.full(m, nb),
+        "mean_a": nan.copy(),
+        "mean_b": nan.copy(),
+        "sd_a": nan.copy(),
+        "sd_b": nan.copy(),
+        "t": nan.copy(),
+        "df": nan.copy(),
+        "p_welch": nan.copy(),
+        "p_perm": nan.copy(),
+        "g": nan.copy(),
+        "g_se": nan.copy(),
+        "g_ci_low": nan.copy(),
+        "g_ci_high": nan.copy(),
     }
     out["n_perm"], out["perm_exact"] = 0, False
     if na < 2 or nb < 2 or m == 0:
@@ -217,9 +227,11 @@ def spectrum_summaries(df: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(divide="ignore"):
         top = np.log(g.max().where(~bad))
         nuc = np.log(g.sum().where(~bad))
-    out = pd.concat(
-        [top.rename("log_sigma1"), nuc.rename("log_nuclear")], axis=1
-    ).reset_index().melt(id_vars=cols, var_name="summary", value_name="value")
+    out = (
+        pd.concat([top.rename("log_sigma1"), nuc.rename("log_nuclear")], axis=1)
+        .reset_index()
+        .melt(id_vars=cols, var_name="summary", value_name="value")
+    )
     return out
 
 

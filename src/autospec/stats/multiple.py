@@ -43,9 +43,7 @@ def bh_reject(pvalues, alpha: float = 0.05) -> np.ndarray:
     return np.nan_to_num(q, nan=np.inf) <= alpha
 
 
-def add_bh_columns(
-    df: pd.DataFrame, p_columns: dict[str, str], family: list[str] | None = None
-) -> pd.DataFrame:
+def add_bh_columns(df: pd.DataFrame, p_columns: dict[str, str], family: list[str] | None = None) -> pd.DataFrame:
     """Add BH q-value columns to a test table, one family per distinct value of ``family`` columns.
 
     Parameters
@@ -133,18 +131,31 @@ def calibration_table(
     for (fam, summ, test, cond), a in sorted(acc.items()):
         role = "null" if cond in null_conditions else "effect"
         ci = binomtest(a["rej"], a["tests"]).proportion_ci(confidence, method="exact")
-        rows.append({
-            "family": fam, "summary": summ, "test": test, "condition": cond, "role": role,
-            "metric": "false_positive_rate" if role == "null" else "power", "alpha": alpha,
-            "n_runs": a["runs"], "n_tests": a["tests"], "n_reject": a["rej"],
-            "rate": a["rej"] / a["tests"], "ci_low": ci.low, "ci_high": ci.high,
-            "n_runs_any_fdr": a["any"], "rate_runs_any_fdr": a["any"] / a["runs"],
-        })
+        rows.append(
+            {
+                "family": fam,
+                "summary": summ,
+                "test": test,
+                "condition": cond,
+                "role": role,
+                "metric": "false_positive_rate" if role == "null" else "power",
+                "alpha": alpha,
+                "n_runs": a["runs"],
+                "n_tests": a["tests"],
+                "n_reject": a["rej"],
+                "rate": a["rej"] / a["tests"],
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+                "n_runs_any_fdr": a["any"],
+                "rate_runs_any_fdr": a["any"] / a["runs"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g") -> str:
     """A GitHub-flavoured markdown table (no extra dependency)."""
+
     def fmt(v):
         if isinstance(v, (float, np.floating)):
             return format(v, floatfmt) if np.isfinite(v) else "NaN"

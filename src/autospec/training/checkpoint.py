@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,7 +125,7 @@ def load_checkpoint(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (any unreadable file is the user's to remove)
+    except Exception as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"{path}: unreadable checkpoint ({first}); delete it to start afresh") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
@@ -222,7 +223,7 @@ class SpectraSink:
             if w is not None:
                 try:
                     w.abort()
-                except Exception:  # noqa: BLE001  (cleanup must not hide the original error)
+                except Exception:
                     pass
         self.part = None
 

@@ -11,15 +11,16 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from ..validation import describe, fill_and_validate, more_problems
 from ..errors import InputError
+from ..validation import describe, fill_and_validate, more_problems
 
 
 def run_schema() -> dict[str, Any]:

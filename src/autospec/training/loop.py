@@ -15,10 +15,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -196,7 +196,7 @@ def train(
     Returns the status; a diverged run (non-finite loss) writes what it has and returns
     ``status="diverged"``. Raises InputError for bad input.
     """
-    t_start, started = time.perf_counter(), _dt.datetime.now(_dt.timezone.utc).isoformat()
+    t_start, started = time.perf_counter(), _dt.datetime.now(_dt.UTC).isoformat()
     run_dir = Path(out_dir)
     m_cfg, t_cfg, r_cfg = cfg.model, cfg.training, cfg.recording
     ds = load_dataset(cfg.data)
@@ -216,7 +216,9 @@ def train(
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t_cfg["lr"])
         gen = torch.Generator().manual_seed(t_cfg["seed"])
-        fixed_order = torch.randperm(data.n, generator=gen) if t_cfg["batch_size"] and t_cfg["shuffle"] == "once" else None
+        fixed_order = (
+            torch.randperm(data.n, generator=gen) if t_cfg["batch_size"] and t_cfg["shuffle"] == "once" else None
+        )
         rec = SpectralRecorder(model, stats=r_cfg["stats"], every=r_cfg["every"], top_k=r_cfg["top_k"])
         sub = None
         if r_cfg["subjects"]:
@@ -248,7 +250,8 @@ def train(
                                              "group_names": ds.group_names.tolist()}, use_parts)}  # fmt: skip
         if sub is not None:
             sinks["subject_spectra"] = ckpt.SpectraSink(
-                run_dir, "subject_spectra", {**meta, "group": "sample index (subjects.tsv)"}, use_parts)
+                run_dir, "subject_spectra", {**meta, "group": "sample index (subjects.tsv)"}, use_parts
+            )
         try:
             for sink in sinks.values():
                 sink.replay(progress_state.parts)
@@ -297,7 +300,7 @@ def train(
         run_id=run_id, status=status, config=cfg.to_dict(), config_hash=chash, config_source=cfg.source,
         dataset=dataset_info, model=model_info, device=device, threads=t_cfg["threads"] or torch.get_num_threads(),
         progress_rows=progress_state.metrics, resumed_at=progress_state.resumed_at, diverged=div,
-        started=started, finished=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        started=started, finished=_dt.datetime.now(_dt.UTC).isoformat(),
         wall_s=time.perf_counter() - t_start, outputs=[p.name for p in outputs] + [md.RUN_JSON, md.MANIFEST],
     )  # fmt: skip
     md.write_json(run_dir / md.RUN_JSON, record)

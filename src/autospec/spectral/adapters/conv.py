@@ -67,8 +67,17 @@ class ConvAdapter(LayerAdapter):
         for idx in blocks:
             xs, gs = (x, grad) if idx is None else (_take(x, idx), _take(grad, idx))
             gw = torch.ops.aten.convolution_backward(
-                gs, xs, module.weight, None, module.stride, padding, module.dilation,
-                False, [0] * d, 1, [False, True, False],
+                gs,
+                xs,
+                module.weight,
+                None,
+                module.stride,
+                padding,
+                module.dilation,
+                False,
+                [0] * d,
+                1,
+                [False, True, False],
             )[1]
             out.append(gw.reshape(gw.shape[0], -1))
         return torch.stack(out)

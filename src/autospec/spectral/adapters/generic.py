@@ -8,7 +8,7 @@ fused kernels (``nn.RNN/LSTM/GRU``) claim their whole subtree.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
