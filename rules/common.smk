@@ -160,7 +160,7 @@ def cohort_raw_inputs(wildcards):
     Listed as inputs so that Snakemake reruns exactly the dependent jobs when one changes. A
     generated cohort's files are known once its checkpoint has run.
     """
-    from autospec.data.cohort import load_cohort_config
+    from autospec.data.cohort import load_cohort_config, raw_input_files
     from autospec.errors import InputError
 
     if "generate" in _COH[wildcards.cohort]:
@@ -168,28 +168,9 @@ def cohort_raw_inputs(wildcards):
     path, name = cohort_yaml(wildcards), cohort_name(wildcards.cohort)
     kind = wildcards.get("kind", "spatialmaps")
     try:
-        cfg = load_cohort_config(path, name)
+        files = raw_input_files(load_cohort_config(path, name), kind)
     except InputError as err:
-        config_error(f"cohorts.{wildcards.cohort}: {err}")
-    block = cfg.freesurfer if kind == "volumes" else cfg.gift
-    if block is None:
-        need = "freesurfer" if kind == "volumes" else "gift"
-        config_error(
-            f"cohorts.{wildcards.cohort}.datasets: {kind} needs a {need} block in {path}"
-        )
-    files = [cfg.phenotype]
-    if kind == "volumes":
-        files += sorted(Path(block.subjects_dir).glob("*/stats/aseg.stats"))
-    else:
-        part = "timecourses" if kind == "timecourses" else "component"
-        files += [block.subjects] + sorted(
-            Path(block.dir).glob(f"{block.prefix}_sub*_{part}_ica_s1_.nii*")
-        )
-        files += (
-            [block.spatial_maps.mask]
-            if kind == "spatialmaps" and block.spatial_maps.mask
-            else []
-        )
+        config_error(f"cohorts.{wildcards.cohort}: {err} (in {path})")
     return [_rel(f) for f in files]
 
 

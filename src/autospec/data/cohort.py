@@ -38,6 +38,7 @@ __all__ = [
     "cohort_schema",
     "cohort_subjects",
     "load_cohort_config",
+    "raw_input_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -262,3 +263,31 @@ def _build(name: str, block: dict[str, Any], base: Path, source: Path | None) ->
         source=source,
         block=block,
     )
+
+
+def raw_input_files(cfg: CohortConfig, kind: str) -> list[Path]:
+    """Every raw file one kind of a cohort is made from (phenotype, subject lists, data files).
+
+    The workflow lists them as inputs so that Snakemake reruns exactly the dependent jobs when
+    one changes; found by globbing, so a file added or removed changes the list too.
+
+    Raises
+    ------
+    InputError
+        ``kind`` is unknown or needs a block (freesurfer / gift) the cohort does not have.
+    """
+    if kind not in KINDS:
+        raise InputError(f"cohort {cfg.name!r}: unknown data kind {kind!r} (one of {', '.join(KINDS)})")
+    need = "freesurfer" if kind == "volumes" else "gift"
+    block = cfg.freesurfer if kind == "volumes" else cfg.gift
+    if block is None:
+        raise InputError(f"cohort {cfg.name!r}: {kind} needs a {need} block")
+    files = [cfg.phenotype]
+    if isinstance(block, FreeSurferConfig):
+        files += sorted(block.subjects_dir.glob("*/stats/aseg.stats"))
+    else:
+        part = "timecourses" if kind == "timecourses" else "component"
+        files += [block.subjects, *sorted(block.dir.glob(f"{block.prefix}_sub*_{part}_ica_s1_.nii*"))]
+        if kind == "spatialmaps" and block.spatial_maps.mask:
+            files.append(block.spatial_maps.mask)
+    return files
