@@ -41,6 +41,7 @@ PREFIX = "demo"
 MAT_VERSION = "7.3"  # GIFT's default (ENFORCE_MAT_FILE_VER = '-v7.3')
 #: where the (imaginary) preprocessed functional inputs of GIFT lived; BIDS names
 INPUT_ROOT = "/data/cobre/derivatives/fmriprep"
+GIFT_RUN_DIR = "/data/cobre/derivatives/gift"  # where GIFT ran (recorded in sesInfo)
 ID_REGEX = "sub-([^/_]+)"
 N_SZ, N_HC = 72, 75  # COBRE raw release
 N_SZ_SMALL, N_HC_SMALL = 12, 12
@@ -237,7 +238,7 @@ def _write_cohort(root: Path, seed: int, effect: float, n_sz: int, n_hc: int, sm
 
     grid = ica.make_grid(grid_mm)
     ica.brain_mask(grid_mm), ica.component_layout(), ica.inside_index(grid_mm)  # warm caches
-    write_parameter_files(gdir, PREFIX, [gift_subject(s, grid) for s in enrolled], ica.TR, MAT_VERSION)
+    write_parameter_files(gdir, PREFIX, [gift_subject(s, grid) for s in enrolled], ica.TR, MAT_VERSION, GIFT_RUN_DIR)
 
     def one(k: int, sid: str) -> np.ndarray:
         sz = by_id[sid]["Subject Type"] == "Patient"

@@ -103,9 +103,20 @@ def _files_struct(subjects: Sequence[GiftSubject]) -> StructArray:
 
 
 def write_parameter_files(
-    out: Path, prefix: str, subjects: Sequence[GiftSubject], tr: float | Sequence[float] | None, version: str = "7.3"
+    out: Path,
+    prefix: str,
+    subjects: Sequence[GiftSubject],
+    tr: float | Sequence[float] | None,
+    version: str = "7.3",
+    recorded_dir: str | None = None,
 ) -> list[Path]:
-    """``<prefix>_ica_parameter_info.mat`` (``sesInfo``) and ``<prefix>Subject.mat``."""
+    """``<prefix>_ica_parameter_info.mat`` (``sesInfo``) and ``<prefix>Subject.mat``.
+
+    ``recorded_dir``: the output directory GIFT ran in, as it records it (``pwd``,
+    ``outputDir``); default ``out``. Results are often moved after the run, so readers never
+    rely on it.
+    """
+    rec = recorded_dir or str(out)
     n_sub, n_sess = len(subjects), len(subjects[0].input_files)
     files = _files_struct(subjects)
     n_comp = next((tc[0].shape[1] for s in subjects if (tc := s.timecourses)), 0)
@@ -117,15 +128,15 @@ def write_parameter_files(
         "numOfSub": n_sub,
         "numOfSess": n_sess,
         "TR": tr_value,
-        "pwd": str(out),
-        "param_file": str(parameter_file(out, prefix)),
+        "pwd": rec,
+        "param_file": f"{rec}/{parameter_file(out, prefix).name}",
         "dataType": "real",
         "numComp": n_comp,
         "diffTimePoints": np.asarray(points, float)[None, :],
     }
     ses = {
         "userInput": user,
-        "outputDir": str(out),
+        "outputDir": rec,
         "numOfSub": n_sub,
         "numOfSess": n_sess,
         "numOfDataSets": n_sub * n_sess,
@@ -185,11 +196,12 @@ def write_gift_output(
     mat_version: str = "7.3",
     ext: str = ".nii",
     means: bool = True,
+    recorded_dir: str | None = None,
 ) -> list[Path]:
     """A whole GIFT output directory for ``subjects`` (in GIFT's subject order)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
-    written = write_parameter_files(d, prefix, subjects, tr, mat_version)
+    written = write_parameter_files(d, prefix, subjects, tr, mat_version, recorded_dir)
     for k, s in enumerate(subjects, start=1):
         written += write_subject_outputs(d, prefix, k, s, ext)
     if means:
