@@ -49,7 +49,9 @@ def test_v5_file_read_by_scipy_independently(tmp_path):
     write_cohort(tmp_path / "c", mat_version="5")
     raw = scipy.io.loadmat(tmp_path / "c" / "gift" / "demoSubject.mat", squeeze_me=True, struct_as_record=False)
     assert int(raw["numOfSub"]) == 6 and raw["modalityType"] == "fMRI"
-    assert raw["files"].shape == (6,) and raw["files"][0].name[0].rstrip() == f"{input_path(IDS[0])},1"  # char matrix: padded
+    assert (
+        raw["files"].shape == (6,) and raw["files"][0].name[0].rstrip() == f"{input_path(IDS[0])},1"
+    )  # char matrix: padded
 
 
 def test_v73_layout_is_matlabs(tmp_path):

@@ -238,7 +238,9 @@ def test_tr_per_subject_resample_or_refuse(tmp_path, capsys):
     cfg = write_cohort(tmp_path / "c", tr=trs)
     assert_fails(capsys, cfg, "timecourses", f"subject {IDS[2]}", "TR 1 s", "tr_policy: resample")
     no_filter = {"low_pass": None, "high_pass": None}  # 20 samples: too short for the filter
-    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "tr": 2.0, "tr_policy": "resample", "timecourses": no_filter})
+    edit_block(
+        cfg, gift={"dir": "gift", "prefix": "demo", "tr": 2.0, "tr_policy": "resample", "timecourses": no_filter}
+    )
     ds = preprocess_timecourses(load_cohort_config(cfg))
     # subject 3's 40 samples at 1 s span 39 s: 20 samples at 2 s, so all are cropped to 20
     assert ds.meta["resampled"] == [IDS[2]] and ds.meta["original_lengths"][IDS[2]] == 20

@@ -205,7 +205,10 @@ def test_gift_parameter_files(built):
 def test_timecourses_band_limited(built):
     root = built["a"]
     x = np.stack(
-        [np.asarray(nib.load(p).dataobj)[:, :, 0] for p in sorted((root / "gift").glob("demo_sub*_timecourses_ica_s1_.nii"))]
+        [
+            np.asarray(nib.load(p).dataobj)[:, :, 0]
+            for p in sorted((root / "gift").glob("demo_sub*_timecourses_ica_s1_.nii"))
+        ]
     )
     x = x - x.mean(axis=1, keepdims=True)
     power = (np.abs(np.fft.rfft(x, axis=1)) ** 2).mean(axis=(0, 2))
