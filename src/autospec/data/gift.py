@@ -34,7 +34,17 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-NIFTI_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error)
+NIFTI_ERRORS = (
+    ImageFileError,
+    HeaderDataError,
+    OSError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    MemoryError,
+    TypeError,
+    zlib.error,
+)
 TIMECOURSES, COMPONENTS = "timecourses", "component"
 EXTENSIONS = (".nii", ".nii.gz")
 
