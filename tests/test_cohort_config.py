@@ -11,8 +11,8 @@ import yaml
 from cohort_files import IDS, TYPES, assert_fails, edit_block, real_aseg, run_cli, write_cohort
 
 from autospec.data.cohort import cohort_schema, load_cohort_config
-from autospec.data.subjects import cohort_subjects
 from autospec.data.dataset import load_dataset
+from autospec.data.subjects import cohort_subjects
 from autospec.errors import InputError
 
 MIN = {

@@ -75,8 +75,15 @@ def test_covariate_column_missing_and_names_unique(tmp_path, capsys):
 
 
 def test_dataset_round_trip_and_old_files(tmp_path):
-    base = dict(X=np.zeros((3, 2)), y=[0, 1, 0], groups=[0, 1, 1], subject_ids=["a", "b", "c"],
-                class_names=["x", "y"], group_names=["g", "h"], meta={"kind": "volumes"})  # fmt: skip
+    base = dict(  # noqa: C408
+        X=np.zeros((3, 2)),
+        y=[0, 1, 0],
+        groups=[0, 1, 1],
+        subject_ids=["a", "b", "c"],
+        class_names=["x", "y"],
+        group_names=["g", "h"],
+        meta={"kind": "volumes"},
+    )
     ds = Dataset(**base, covariates={"age": [30, 41.5, 22], "site": ["s1", "s2", "s1"]})
     save_dataset(tmp_path / "d.npz", ds)
     back = load_dataset(tmp_path / "d.npz")

@@ -174,11 +174,24 @@ JSONISH = st.recursive(
 )
 FIELDS = st.sampled_from(
     [
-        ("gift", "tr"), ("gift", "sessions"), ("gift", "components"), ("gift", "subjects"), ("gift", "prefix"),
-        ("gift", "subject_id_regex"), ("gift", "tr_policy"), ("gift", "timecourses"), ("gift", "component_labels"),
-        ("freesurfer",), ("covariates",), ("exclude",), ("groups",), ("label",), ("phenotype_format",), ("id_column",),
+        ("gift", "tr"),
+        ("gift", "sessions"),
+        ("gift", "components"),
+        ("gift", "subjects"),
+        ("gift", "prefix"),
+        ("gift", "subject_id_regex"),
+        ("gift", "tr_policy"),
+        ("gift", "timecourses"),
+        ("gift", "component_labels"),
+        ("freesurfer",),
+        ("covariates",),
+        ("exclude",),
+        ("groups",),
+        ("label",),
+        ("phenotype_format",),
+        ("id_column",),
     ]
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from cohort_files import AFFINE, VOXEL_MM, write_timecourses
 
 from autospec.data import gift

@@ -121,8 +121,14 @@ def test_removed_line_in_subject_list_is_an_error(tmp_path, capsys):
 
 def test_excluded_or_dropped_subject_never_renumbers(tmp_path, capsys):
     cfg = write_cohort(tmp_path / "c", exclude=[IDS[2]])
-    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "timecourses": {"detrend": False, "low_pass": None,
-               "high_pass": None, "standardize": False}})  # fmt: skip
+    edit_block(
+        cfg,
+        gift={
+            "dir": "gift",
+            "prefix": "demo",
+            "timecourses": {"detrend": False, "low_pass": None, "high_pass": None, "standardize": False},
+        },
+    )
     ds = preprocess_timecourses(load_cohort_config(cfg))
     assert list(ds.subject_ids) == IDS[:2] + IDS[3:] and ds.meta["gift_index"][IDS[3]] == 4
     for i, sid in enumerate(ds.subject_ids):
@@ -176,8 +182,15 @@ def test_nii_gz_outputs(tmp_path, capsys):
 
 def test_sessions_one_or_all(tmp_path, capsys):
     cfg = write_cohort(tmp_path / "c", n_sessions=2)
-    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "sessions": 2, "timecourses": {"standardize": False,
-               "detrend": False, "low_pass": None, "high_pass": None}})  # fmt: skip
+    edit_block(
+        cfg,
+        gift={
+            "dir": "gift",
+            "prefix": "demo",
+            "sessions": 2,
+            "timecourses": {"standardize": False, "detrend": False, "low_pass": None, "high_pass": None},
+        },
+    )
     ds = preprocess_timecourses(load_cohort_config(cfg))
     np.testing.assert_allclose(ds.X[0], _raw_tc(tmp_path / "c", 1, 2), rtol=1e-6)
     edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "sessions": "all"})

@@ -51,6 +51,40 @@ def _ic(text: str, where: str, n_components: int) -> int:
     return ic
 
 
+def _from_csv(rows: list[list[str]], header: list[str], p: Path, n_components: int) -> ComponentLabels:
+    if "label" not in header and "domain" not in header:
+        raise InputError(f"{p}: header has IC but neither a 'label' nor a 'domain' column")
+    col = {name: header.index(name) for name in ("ic", "label", "domain") if name in header}
+    domains: dict[int, str] = {}
+    labels: dict[int, str] = {}
+    seen: set[int] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) < len(header):
+            raise InputError(f"{p}:{line}: {len(row)} fields, header has {len(header)}")
+        ic = _ic(row[col["ic"]], f"{p}:{line}", n_components)
+        if ic in seen:
+            raise InputError(f"{p}:{line}: component {ic} listed twice")
+        seen.add(ic)
+        for name, target in (("label", labels), ("domain", domains)):
+            if name in col and row[col[name]].strip():
+                target[ic] = row[col[name]].strip()
+    return ComponentLabels(domains, labels, str(p))
+
+
+def _from_network_file(rows: list[list[str]], p: Path, n_components: int) -> ComponentLabels:
+    domains: dict[int, str] = {}
+    for line, row in enumerate(rows, start=1):
+        name = row[0].strip()
+        if not name or len(row) < 2:
+            raise InputError(f"{p}:{line}: expected '<network name>, <IC>, <IC>, ...'")
+        for cell in (c for c in row[1:] if c.strip()):
+            ic = _ic(cell, f"{p}:{line}", n_components)
+            if ic in domains:
+                raise InputError(f"{p}:{line}: component {ic} already in network {domains[ic]!r}")
+            domains[ic] = name
+    return ComponentLabels(domains, dict(domains), str(p))
+
+
 def read_component_labels(path: os.PathLike | str, n_components: int) -> ComponentLabels:
     """Read a label table (CSV with IC/label/domain columns, or a GIFT network file)."""
     p = Path(path)
@@ -59,34 +93,9 @@ def read_component_labels(path: os.PathLike | str, n_components: int) -> Compone
     if not rows:
         raise InputError(f"{p}: component label table is empty")
     header = [c.strip().lower() for c in rows[0]]
-    domains: dict[int, str] = {}
-    labels: dict[int, str] = {}
     if "ic" in header:
-        if "label" not in header and "domain" not in header:
-            raise InputError(f"{p}: header has IC but neither a 'label' nor a 'domain' column")
-        col = {name: header.index(name) for name in ("ic", "label", "domain") if name in header}
-        for line, row in enumerate(rows[1:], start=2):
-            if len(row) < len(header):
-                raise InputError(f"{p}:{line}: {len(row)} fields, header has {len(header)}")
-            ic = _ic(row[col["ic"]], f"{p}:{line}", n_components)
-            if ic in labels or ic in domains:
-                raise InputError(f"{p}:{line}: component {ic} listed twice")
-            for name, target in (("label", labels), ("domain", domains)):
-                if name in col and row[col[name]].strip():
-                    target[ic] = row[col[name]].strip()
-    else:  # GIFT network file
-        for line, row in enumerate(rows, start=1):
-            name = row[0].strip()
-            if not name or len(row) < 2:
-                raise InputError(f"{p}:{line}: expected '<network name>, <IC>, <IC>, ...'")
-            for cell in row[1:]:
-                if not cell.strip():
-                    continue
-                ic = _ic(cell, f"{p}:{line}", n_components)
-                if ic in domains:
-                    raise InputError(f"{p}:{line}: component {ic} already in network {domains[ic]!r}")
-                domains[ic] = labels[ic] = name
-    return ComponentLabels(domains, labels, str(p))
+        return _from_csv(rows, header, p, n_components)
+    return _from_network_file(rows, p, n_components)
 
 
 def default_labels(path: Path | None, n_components: int) -> ComponentLabels | None:

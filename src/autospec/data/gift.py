@@ -129,6 +129,7 @@ def bind_subject_files(
     prefix: str,
     part: str,
     subject_ids: Sequence[str],
+    *,
     n_sessions: int,
     source: Path,
     sessions: Sequence[int],

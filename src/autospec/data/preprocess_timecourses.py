@@ -96,7 +96,7 @@ def _read_subject(
     return np.concatenate(parts), np.concatenate(runs)
 
 
-def _clean(ts: np.ndarray, runs: np.ndarray, cfg: CohortConfig, tr: float, sid: str, f: Any) -> np.ndarray:
+def _clean(ts: np.ndarray, runs: np.ndarray, cfg: CohortConfig, tr: float, *, sid: str, f: Any) -> np.ndarray:
     g = cfg.gift
     assert g is not None
     opts = g.timecourses
@@ -156,7 +156,7 @@ def preprocess_timecourses(cfg: CohortConfig, subjects: CohortSubjects | None = 
     out = []
     for sid in subs.ids:
         ts, runs = series[sid]
-        clean = _clean(ts[:target], runs[:target], cfg, tr, sid, subs.files[sid][0])
+        clean = _clean(ts[:target], runs[:target], cfg, tr, sid=sid, f=subs.files[sid][0])
         if clean.shape[0] < target:
             clean = np.pad(clean, ((0, target - clean.shape[0]), (0, 0)))
         out.append(clean)

@@ -82,7 +82,14 @@ def _gift_data(
         n_sessions = max([s for _, s in found] or [1])
         run.n_sessions = n_sessions
     files = gift.bind_subject_files(
-        g.dir, g.prefix, part, run.subject_ids, n_sessions, run.source, _sessions(g, n_sessions), excluded
+        g.dir,
+        g.prefix,
+        part,
+        run.subject_ids,
+        n_sessions=n_sessions,
+        source=run.source,
+        sessions=_sessions(g, n_sessions),
+        may_miss=excluded,
     )
     return run.subject_ids, files, run
 
@@ -128,7 +135,7 @@ def resolve_trs(g: GiftConfig, run: gift_run.GiftRun, ids: list[str]) -> dict[st
 
 
 def _orphans_and_missing(
-    cfg: CohortConfig, kept: list[str], data_ids: list[str], known: set[str], where: str, why_missing=None
+    cfg: CohortConfig, kept: list[str], data_ids: list[str], known: set[str], where: str, *, why_missing=None
 ) -> None:
     data_set = set(data_ids)
     missing = [s for s in kept if s not in data_set]
@@ -178,7 +185,7 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
         data_ids = list(files)
         where = str(fs.table if fs.table is not None else fs.subjects_dir)
 
-        def why(sid: str) -> str:
+        def missing_why(sid: str) -> str:
             if fs.table is not None:
                 return f"no row in {fs.table}"
             assert fs.subjects_dir is not None
@@ -187,7 +194,7 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
                 f"{aseg_stats_path(fs.subjects_dir, sid)} not found" if d.is_dir() else f"no FreeSurfer directory {d}"
             )
 
-        _orphans_and_missing(cfg, kept, data_ids, known, where, why)
+        _orphans_and_missing(cfg, kept, data_ids, known, where, why_missing=missing_why)
         order = kept
     else:
         listed, files, run = _gift_data(cfg, kind, excluded)

@@ -238,9 +238,11 @@ def _write_cohort(root: Path, seed: int, effect: float, n_sz: int, n_hc: int, sm
 
     grid = ica.make_grid(grid_mm)
     ica.brain_mask(grid_mm), ica.component_layout(), ica.inside_index(grid_mm)  # warm caches
-    write_parameter_files(gdir, PREFIX, [gift_subject(s, grid) for s in enrolled], ica.TR, MAT_VERSION, GIFT_RUN_DIR)
+    write_parameter_files(
+        gdir, PREFIX, [gift_subject(s, grid) for s in enrolled], ica.TR, MAT_VERSION, recorded_dir=GIFT_RUN_DIR
+    )
 
-    def one(k: int, sid: str) -> np.ndarray:
+    def one(k: int, sid: str) -> tuple[np.ndarray, np.ndarray]:
         sz = by_id[sid]["Subject Type"] == "Patient"
         age = float(by_id[sid]["Current Age"])
         r = _rng(seed, _S_ASEG, k)

@@ -108,6 +108,7 @@ def write_parameter_files(
     subjects: Sequence[GiftSubject],
     tr: float | Sequence[float] | None,
     version: str = "7.3",
+    *,
     recorded_dir: str | None = None,
 ) -> list[Path]:
     """``<prefix>_ica_parameter_info.mat`` (``sesInfo``) and ``<prefix>Subject.mat``.
@@ -120,7 +121,7 @@ def write_parameter_files(
     n_sub, n_sess = len(subjects), len(subjects[0].input_files)
     files = _files_struct(subjects)
     n_comp = next((tc[0].shape[1] for s in subjects if (tc := s.timecourses)), 0)
-    tr_value = None if tr is None else (float(tr) if np.isscalar(tr) else np.asarray(tr, float)[None, :])
+    tr_value = None if tr is None else np.asarray(tr, dtype=float).reshape(1, -1)  # 1 x 1 or 1 x numOfSub
     points = [n for s in subjects for n in s.n_volumes]
     user = {
         "prefix": prefix,
@@ -201,7 +202,7 @@ def write_gift_output(
     """A whole GIFT output directory for ``subjects`` (in GIFT's subject order)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
-    written = write_parameter_files(d, prefix, subjects, tr, mat_version, recorded_dir)
+    written = write_parameter_files(d, prefix, subjects, tr, mat_version, recorded_dir=recorded_dir)
     for k, s in enumerate(subjects, start=1):
         written += write_subject_outputs(d, prefix, k, s, ext)
     if means:
