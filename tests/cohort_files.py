@@ -1,5 +1,6 @@
-"""A small test cohort in the cohort-contract layout, and the preprocess-CLI helpers the cohort
-tests share (test_preprocess, test_cohort_config, test_freesurfer, test_phenotype)."""
+"""A small test cohort in the real layout (a GIFT output directory written as GIFT writes it,
+by the same generator as the demo cohort), and the preprocess-CLI helpers the cohort tests
+share (test_preprocess, test_cohort_config, test_freesurfer, test_phenotype, test_gift)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pytest
 import yaml
 
 from autospec.cli import main
+from autospec.data.demo.gift_output import GiftSubject, functional_header, timecourse_image, write_gift_output
 
 TR = 2.0
+VOXEL_MM = 3.0  # != TR: GIFT's time-course pixdim is the voxel size
+AFFINE = np.diag([VOXEL_MM, VOXEL_MM, VOXEL_MM, 1.0])
 N_T, N_C, GRID = 40, 53, (5, 6, 4)
 IDS = [f"A{n:08d}" for n in (11, 12, 13, 14, 15, 16)]
 TYPES = ["Patient", "Control", "Patient", "Control", "Patient", "Control"]
@@ -42,23 +46,55 @@ def write_aseg(template: Path, dest: Path, factor: float) -> None:
     dest.write_text("\n".join(out) + "\n")
 
 
-def write_timecourses(path: Path, data: np.ndarray, tr: float | None = TR) -> None:
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4))
-    if tr is not None and data.ndim == 2:
-        img.header.set_zooms((tr, 1.0))
-    nib.save(img, path)
+def func_header(n_volumes: int = N_T):
+    """The functional header GIFT copies into its outputs (3 mm voxels, TR 2 s)."""
+    return functional_header(AFFINE, GRID, n_volumes, TR)
+
+
+def input_path(sid: str, session: int = 1) -> str:
+    return f"/data/study/sub-{sid}/ses-{session}/func/sub-{sid}_ses-{session}_task-rest_bold.nii"
+
+
+def write_timecourses(path: Path, data: np.ndarray) -> None:
+    """Replace one GIFT time-course file (GIFT's header: functional, only dim changed)."""
+    nib.save(timecourse_image(np.asarray(data), func_header()), path)
 
 
 def write_maps(path: Path, data: np.ndarray) -> None:
-    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), path)
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), AFFINE), path)
 
 
-def write_cohort(root: Path, aseg_template: Path | None = None, name: str = "demo", **overrides) -> Path:
-    """A 6-subject cohort (3 SZ, 3 HC) in the cohort-contract layout; returns the config path.
+def gift_subjects(ids, rng, n_sessions: int = 1, n_t: int = N_T) -> list[GiftSubject]:
+    t = np.arange(n_t) * TR
+    out = []
+    for sid in ids:
+        tcs = [rng.normal(size=(n_t, N_C)) + np.sin(2 * np.pi * 0.05 * t)[:, None] for _ in range(n_sessions)]
+        maps = [rng.normal(size=(*GRID, N_C)) for _ in range(n_sessions)]
+        files = [input_path(sid, s + 1) for s in range(n_sessions)]
+        out.append(GiftSubject(files, [n_t] * n_sessions, func_header(n_t), tcs, maps))
+    return out
 
+
+def write_cohort(
+    root: Path,
+    aseg_template: Path | None = None,
+    name: str = "demo",
+    *,
+    mat_version: str = "7.3",
+    ext: str = ".nii",
+    n_sessions: int = 1,
+    tr: float | list[float] | None = TR,
+    gift_ids: list[str] | None = None,
+    **overrides,
+) -> Path:
+    """A 6-subject cohort (3 SZ, 3 HC) in the real layout; returns the config path.
+
+    GIFT output directory ``gift/`` written as GIFT writes it (parameter MAT-files ``mat_version``
+    with BIDS input paths and ``tr``, files ``ext``, ``n_sessions`` sessions); no subjects.txt.
     Time courses (40, 53) with a planted 0.05 Hz rhythm, maps (5, 6, 4, 53); aseg.stats copied
     from ``aseg_template`` with perturbed volumes (no freesurfer block when it is None). A
-    Disenrolled row without data is included. ``overrides`` update the cohort block.
+    Disenrolled row without data is included (``gift_ids`` may list it: GIFT's subject order,
+    default IDS). ``overrides`` update the cohort block.
     """
     rng = np.random.default_rng(7)
     root.mkdir(parents=True, exist_ok=True)
@@ -69,21 +105,15 @@ def write_cohort(root: Path, aseg_template: Path | None = None, name: str = "dem
     rows.append("A00000099,33,Male,Right,Disenrolled,Disenrolled")
     (root / "phenotype.csv").write_text("\n".join(rows) + "\n")
 
-    gdir = root / "gift"
-    gdir.mkdir()
-    (gdir / "subjects.txt").write_text("\n".join(IDS) + "\n")
-    t = np.arange(N_T) * TR
-    for k, _ in enumerate(IDS, start=1):
-        tc = rng.normal(size=(N_T, N_C)) + np.sin(2 * np.pi * 0.05 * t)[:, None]
-        write_timecourses(gdir / f"demo_sub{k:03d}_timecourses_ica_s1_.nii", tc)
-        write_maps(gdir / f"demo_sub{k:03d}_component_ica_s1_.nii", rng.normal(size=(*GRID, N_C)))
+    write_gift_output(
+        root / "gift", "demo", gift_subjects(gift_ids or IDS, rng, n_sessions), tr, mat_version=mat_version, ext=ext
+    )
     block = {
         "phenotype": "phenotype.csv",
         "groups": {"by": [{"column": "Subject Type", "map": {"Patient": "SZ", "Control": "HC"}}]},
         "gift": {
             "dir": "gift",
             "prefix": "demo",
-            "tr": TR,
             "n_components": N_C,
             "timecourses": {"low_pass": 0.15, "high_pass": 0.01},
         },

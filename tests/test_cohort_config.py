@@ -10,8 +10,9 @@ import pytest
 import yaml
 from cohort_files import IDS, TYPES, assert_fails, edit_block, real_aseg, run_cli, write_cohort
 
-from autospec.data.cohort import cohort_schema, cohort_subjects, load_cohort_config
+from autospec.data.cohort import cohort_schema, load_cohort_config
 from autospec.data.dataset import load_dataset
+from autospec.data.subjects import cohort_subjects
 from autospec.errors import InputError
 
 MIN = {
@@ -138,23 +139,23 @@ def test_cli_bad_config_field(tmp_path, capsys):
 
 # ------------------------------------------------------------------ subject selection
 def test_subject_order_is_gift_list_and_labels(tmp_path):
-    cfg_file = write_cohort(tmp_path / "c", label={"column": "Gender", "map": {"Male": "M", "Female": "F"}})
     order = [IDS[i] for i in (5, 0, 3, 1, 4, 2)]
-    gdir = tmp_path / "c" / "gift"
-    (gdir / "subjects.txt").write_text("\n".join(order) + "\n")
+    cfg_file = write_cohort(
+        tmp_path / "c", label={"column": "Gender", "map": {"Male": "M", "Female": "F"}}, gift_ids=order
+    )
     subs = cohort_subjects(load_cohort_config(cfg_file), "timecourses")
-    assert subs.ids == order
-    assert subs.files[order[0]].name == "demo_sub001_timecourses_ica_s1_.nii"
+    assert subs.ids == order and subs.gift_index == {s: k for k, s in enumerate(order, start=1)}
+    assert subs.files[order[0]][0].name == "demo_sub001_timecourses_ica_s1_.nii"
     assert subs.groups[IDS[0]] == "SZ" and subs.labels[IDS[2]] == "F"
     names = [p.name for p in subs.input_files()]
-    assert names[:2] == ["phenotype.csv", "subjects.txt"] and len(names) == 8
+    assert names[:2] == ["phenotype.csv", "demo_ica_parameter_info.mat"] and len(names) == 8
 
 
 def test_cli_phenotype_subject_without_data(tmp_path, capsys):
-    cfg = write_cohort(tmp_path / "c")
-    lst = tmp_path / "c" / "gift" / "subjects.txt"
-    lst.write_text("\n".join(IDS[:5]) + "\n")
-    assert_fails(capsys, cfg, "timecourses", f"subject {IDS[5]}", "not in GIFT subject list", lst)
+    cfg = write_cohort(tmp_path / "c", gift_ids=IDS[:5])
+    (tmp_path / "c" / "gift" / "demo_sub006_component_ica_s1_.nii").unlink(missing_ok=True)
+    param = tmp_path / "c" / "gift" / "demo_ica_parameter_info.mat"
+    assert_fails(capsys, cfg, "timecourses", f"subject {IDS[5]}", "not in GIFT's subject list", param)
 
 
 def test_cli_data_without_phenotype_row(tmp_path, capsys):
@@ -192,15 +193,13 @@ def test_disenrolled_and_unkept_data_are_ignored(tmp_path):
             "by": [{"column": "Subject Type", "map": {"Patient": "SZ", "Control": "HC"}}],
             "keep": ["SZ"],
         },
+        gift_ids=[*IDS, "A00000099"],  # GIFT ran on a subject who later left the study
     )
-    gdir = tmp_path / "c" / "gift"
-    (gdir / "subjects.txt").write_text("\n".join([*IDS, "A00000099"]) + "\n")
-    shutil.copy(gdir / "demo_sub001_timecourses_ica_s1_.nii", gdir / "demo_sub007_timecourses_ica_s1_.nii")
     subs = cohort_subjects(load_cohort_config(cfg_file), "timecourses")
     assert subs.ids == [s for s, t in zip(IDS, TYPES) if t == "Patient"]
     assert subs.ignored["disenrolled"] == ["A00000099"]
     assert subs.ignored["not in groups.keep"] == [s for s, t in zip(IDS, TYPES) if t == "Control"]
-    assert isinstance(nib.load(subs.files[IDS[0]]), nib.Nifti1Image)
+    assert isinstance(nib.load(subs.files[IDS[0]][0]), nib.Nifti1Image)
 
 
 def test_volumes_subjects(tmp_path, shared_data):
@@ -210,7 +209,7 @@ def test_volumes_subjects(tmp_path, shared_data):
     shutil.copy(fs / IDS[0] / "stats" / "aseg.stats", fs / "fsaverage" / "stats" / "aseg.stats")
     cfg = load_cohort_config(cfg_file)
     subs = cohort_subjects(cfg, "volumes")
-    assert subs.ids == IDS and all(subs.files[s].name == "aseg.stats" for s in IDS)
+    assert subs.ids == IDS and all(subs.files[s][0].name == "aseg.stats" for s in IDS)
 
     shutil.copytree(fs / IDS[1], fs / "A00000777")
     with pytest.raises(InputError, match="subject A00000777: has data but no row in phenotype"):
@@ -245,8 +244,9 @@ def test_bids_cohort(tmp_path):
         groups={"by": [{"column": "group", "map": {"patient": "PT", "control": "HC"}}]},
     )
     rows = ["participant_id\tage\tgroup"]
-    rows += [f"{s}\tn/a\t{'patient' if t == 'Patient' else 'control'}" for s, t in zip(IDS, TYPES)]
+    rows += [f"sub-{s}\tn/a\t{'patient' if t == 'Patient' else 'control'}" for s, t in zip(IDS, TYPES)]
     (root / "participants.tsv").write_text("\n".join(rows) + "\n")
     subs = cohort_subjects(load_cohort_config(cfg_file), "spatialmaps")
-    assert subs.ids == IDS and list(subs.groups) == ["PT", "HC"] * 3
+    # BIDS participant_id keeps "sub-": the default regex for bids keeps it too
+    assert subs.ids == [f"sub-{s}" for s in IDS] and list(subs.groups) == ["PT", "HC"] * 3
     assert subs.input_files()[0].name == "participants.tsv"

@@ -180,3 +180,103 @@ def test_aseg_without_colheaders_via_cli(tmp_path, real, capsys):
     f = tmp_path / "c" / "freesurfer" / IDS[4] / "stats" / "aseg.stats"
     f.write_text("".join(ln for ln in f.read_text().splitlines(True) if "ColHeaders" not in ln))
     assert_fails(capsys, cfg, "volumes", f, "ColHeaders")
+
+
+# ------------------------------------------------- asegstats2table cohorts, SUBJECTS_DIR
+def _table_from(sdir: Path, ids, path: Path, sep: str = "\t") -> Path:
+    """An asegstats2table-shaped table built from the subjects' aseg.stats (independent parse)."""
+    rows, header = [], None
+    for sid in ids:
+        lines = (sdir / sid / "stats" / "aseg.stats").read_text().splitlines()
+        cols = next(ln for ln in lines if ln.startswith("# ColHeaders")).split()[2:]
+        body = [ln.split() for ln in lines if ln.strip() and not ln.startswith("#")]
+        names = [b[cols.index("StructName")] for b in body]
+        vols = [b[cols.index("Volume_mm3")] for b in body]
+        etiv = next(ln for ln in lines if "EstimatedTotalIntraCranialVol" in ln).split(",")[3].strip()
+        header = header or ["Measure:volume", *names, "BrainSegVol", "EstimatedTotalIntraCranialVol"]
+        rows.append([sid, *vols, "1100000.0", etiv])
+    path.write_text("\r\n".join(sep.join(r) for r in [header, *rows]) + "\r\n")  # CRLF too
+    return path
+
+
+@pytest.mark.parametrize("sep, name", [("\t", "aseg_volume.txt"), (",", "aseg_volume.csv")])
+def test_asegstats2table_cohort_matches_subjects_dir(tmp_path, real, capsys, sep, name):
+    from cohort_files import edit_block, run_cli
+
+    from autospec.data.dataset import load_dataset
+
+    cfg = write_cohort(tmp_path / "c", real)
+    rc, err = run_cli(capsys, cfg, "volumes", tmp_path / "out" / "dir.npz")
+    assert rc == 0, err
+    table = _table_from(tmp_path / "c" / "freesurfer", IDS, tmp_path / "c" / name, sep)
+    edit_block(cfg, freesurfer={"table": name})
+    rc, err = run_cli(capsys, cfg, "volumes", tmp_path / "out" / "table.npz")
+    assert rc == 0, err
+    a, b = load_dataset(tmp_path / "out" / "dir.npz"), load_dataset(tmp_path / "out" / "table.npz")
+    assert list(b.subject_ids) == IDS and b.meta["feature_names"] == a.meta["feature_names"]
+    assert "BrainSegVol" not in b.meta["feature_names"]  # a global measure, not a structure
+    np.testing.assert_allclose(b.X, a.X, rtol=1e-6)
+    assert b.meta["source"] == str(table)
+
+
+def test_freesurfer_block_needs_one_source(tmp_path, capsys):
+    from cohort_files import edit_block
+
+    cfg = write_cohort(tmp_path / "c")
+    edit_block(cfg, freesurfer={"subjects_dir": "fs", "table": "t.txt"})
+    assert_fails(capsys, cfg, "volumes", "field freesurfer", "exactly one of subjects_dir")
+
+
+def test_longitudinal_dirs_skipped_or_selected(tmp_path, real):
+    import shutil
+
+    from autospec.data.freesurfer import subjects_dir_entries
+
+    sdir = tmp_path / "fs"
+    for d in ("s1", "s2", "base1", "s1_tp1.long.base1", "s1_tp2.long.base1", "fsaverage"):
+        _edit(real, sdir / d / "stats" / "aseg.stats")
+    (sdir / "notes.txt").write_text("x")
+    assert sorted(subjects_dir_entries(sdir)) == ["s1", "s2"]  # base template and .long. skipped
+    assert sorted(subjects_dir_entries(sdir, "only")) == ["s1_tp1", "s1_tp2"]
+    shutil.rmtree(sdir / "s1_tp2.long.base1")
+    assert sorted(subjects_dir_entries(sdir, "only")) == ["s1_tp1"]
+
+
+def test_missing_structure_warns_with_counts_or_errors(tmp_path, real, capsys, caplog):
+    from cohort_files import edit_block
+
+    from autospec.data.cohort import load_cohort_config
+    from autospec.data.preprocess import preprocess_volumes
+
+    cfg = write_cohort(tmp_path / "c", real)
+    f = tmp_path / "c" / "freesurfer" / IDS[1] / "stats" / "aseg.stats"
+    f.write_text("".join(ln for ln in f.read_text().splitlines(True) if "CC_Anterior" not in ln))
+    caplog.set_level("WARNING", logger="autospec")
+    ds = preprocess_volumes(load_cohort_config(cfg))
+    assert "CC_Anterior" not in ds.meta["feature_names"] and ds.X.shape == (6, 44)
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("CC_Anterior missing in 1 of 6 subjects" in w and IDS[1] in w for w in warning), warning
+    edit_block(cfg, freesurfer={"subjects_dir": "freesurfer", "missing_structures": "error"})
+    assert_fails(capsys, cfg, "volumes", "CC_Anterior missing in 1 of 6", IDS[1], "missing_structures: error")
+
+
+def test_unreadable_subjects_dir(tmp_path, capsys, monkeypatch):
+    import os
+
+    from cohort_files import edit_block
+
+    cfg = write_cohort(tmp_path / "c")
+    edit_block(cfg, freesurfer={"subjects_dir": "phenotype.csv"})
+    assert_fails(capsys, cfg, "volumes", "freesurfer.subjects_dir", "not a directory")
+    locked = tmp_path / "c" / "locked"
+    locked.mkdir()
+    real_listdir = os.listdir
+
+    def denied(path):  # what a mode-000 directory gives a non-root user (tests may run as root)
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", denied)
+    edit_block(cfg, freesurfer={"subjects_dir": "locked"})
+    assert_fails(capsys, cfg, "volumes", "cannot list", str(locked), "Permission denied")

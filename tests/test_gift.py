@@ -8,18 +8,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cohort_files import AFFINE, VOXEL_MM, write_timecourses
 
 from autospec.data import gift
+from autospec.data.gift_run import read_subject_list
 from autospec.errors import InputError
 
 AFF = np.diag([3.0, 3.0, 3.0, 1.0])
 
 
-def _tc(path: Path, data, tr: float | None = 2.0) -> Path:
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4))
-    if tr is not None:
-        img.header.set_zooms((tr,) + (1.0,) * (np.ndim(data) - 1))
-    nib.save(img, path)
+def _tc(path: Path, data) -> Path:
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4)), path)
     return path
 
 
@@ -42,44 +41,50 @@ def test_paths(tmp_path):
     assert gift.timecourse_path(tmp_path, "cobre", 7) == tmp_path / "cobre_sub007_timecourses_ica_s1_.nii"
     assert gift.component_path(tmp_path, "x", 12).name == "x_sub012_component_ica_s1_.nii"
     assert gift.component_path(tmp_path, "x", 1234).name == "x_sub1234_component_ica_s1_.nii"
+    assert gift.timecourse_path(tmp_path, "x", 3, 2, ".nii.gz").name == "x_sub003_timecourses_ica_s2_.nii.gz"
     assert gift.mean_component_path(tmp_path, "x").name == "x_mean_component_ica_s_all_.nii"
+    (tmp_path / "x_mean_timecourses_ica_s_all_.nii.gz").write_bytes(b"")
+    assert gift.mean_timecourse_path(tmp_path, "x").name == "x_mean_timecourses_ica_s_all_.nii.gz"
     with pytest.raises(ValueError):
         gift.timecourse_path(tmp_path, "x", 0)
 
 
-def test_subject_list(tmp_path):
+def test_subject_list_bom_crlf_comments(tmp_path):
     f = tmp_path / "subjects.txt"
-    f.write_text("# order of the GIFT run\nA1\n\n  A2  \nA3\n")
-    assert gift.read_subject_list(f) == ["A1", "A2", "A3"]
+    f.write_bytes("\ufeff# order of the GIFT run\r\nA1\r\n\r\n  A2  \r\nA3\r\n".encode())
+    assert read_subject_list(f) == ["A1", "A2", "A3"]
     f.write_text("A1\nA2\nA1\n")
-    _raises(lambda: gift.read_subject_list(f), f, "A1 listed twice")
+    _raises(lambda: read_subject_list(f), f, "A1 listed twice", "entries 1 and 3")
     f.write_text("\n# nothing\n")
-    _raises(lambda: gift.read_subject_list(f), f, "empty")
-    _raises(lambda: gift.read_subject_list(tmp_path / "no.txt"), tmp_path / "no.txt", "not found")
+    _raises(lambda: read_subject_list(f), f, "empty")
+    _raises(lambda: read_subject_list(tmp_path / "no.txt"), tmp_path / "no.txt", "not found")
+    f.write_bytes(b"A1\n\xff\xfeA2\n")
+    _raises(lambda: read_subject_list(f), f, "not UTF-8")
+    _raises(lambda: read_subject_list(tmp_path), tmp_path, "is a directory")
 
 
-def test_read_timecourses(tmp_path):
+def test_read_timecourses_gift_layout(tmp_path):
+    """GIFT writes [T, C, 1] with the functional header: pixdim is the voxel size, unread."""
     data = np.random.default_rng(0).normal(size=(40, 53))
-    ts = gift.read_timecourses(_tc(tmp_path / "a.nii", data), 53, tr=2.0)
+    f = tmp_path / "a.nii"
+    write_timecourses(f, data)
+    img = nib.load(f)
+    assert img.shape == (40, 53, 1) and img.header.get_zooms()[:3] == (VOXEL_MM,) * 3
+    assert img.header.get_data_dtype() == np.float32 and img.header["descrip"].tobytes().startswith(b"spm")
+    np.testing.assert_allclose(img.affine, AFFINE)
+    ts = gift.read_timecourses(f, 53)
     assert ts.shape == (40, 53) and ts.dtype == np.float64
     np.testing.assert_allclose(ts, data.astype(np.float32))
-    # a (T, C, 1) image from writers that pad the shape is accepted
-    assert gift.read_timecourses(_tc(tmp_path / "b.nii", data[:, :, None]), 53).shape == (40, 53)
-    # T == C is ambiguous: read as (T, C)
+    # a plain (T, C) image is read the same; T == C is ambiguous: read as (T, C)
+    assert gift.read_timecourses(_tc(tmp_path / "b.nii", data), 53).shape == (40, 53)
     assert gift.read_timecourses(_tc(tmp_path / "c.nii", np.ones((53, 53))), 53).shape == (53, 53)
 
 
-@pytest.mark.parametrize(
-    "header_tr, ok",
-    [(2.0, True), (2.0009, True), (1.0, True), (0.0, True), (2.5, False), (2.002, False)],
-)
-def test_tr_rule(tmp_path, header_tr, ok):
-    f = _tc(tmp_path / "a.nii", np.ones((40, 53)), tr=header_tr)
-    if ok:
-        gift.read_timecourses(f, 53, tr=2.0)
-    else:
-        _raises(lambda: gift.read_timecourses(f, 53, tr=2.0), f, "header TR", "gift.tr")
-    gift.read_timecourses(f, 53, tr=None)  # no configured TR: nothing to compare
+def test_constant_components():
+    ts = np.random.default_rng(0).normal(size=(10, 4))
+    ts[:, 1] = 0.0
+    ts[:, 3] = 5.0
+    assert gift.constant_components(ts) == [2, 4]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +98,7 @@ def test_tr_rule(tmp_path, header_tr, ok):
     ],
 )
 def test_timecourse_shapes(tmp_path, shape, needle):
-    f = _tc(tmp_path / "a.nii", np.ones(shape), tr=None)
+    f = _tc(tmp_path / "a.nii", np.ones(shape))
     _raises(lambda: gift.read_timecourses(f, 53), f, needle)
 
 

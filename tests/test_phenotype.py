@@ -160,3 +160,13 @@ def test_cli_group_too_small(tmp_path, capsys):
     cfg = write_cohort(tmp_path / "c")
     edit_block(cfg, groups=DXSEX)  # SZ: M, F, M; HC: M, F, F -> HC-M and SZ-F have 1 subject
     assert_fails(capsys, cfg, "timecourses", "group 'HC-M' has 1 subject")
+
+
+@pytest.mark.parametrize("fmt, sep, id_col", [("cobre", ",", ""), ("bids", "\t", "participant_id")])
+def test_bom_and_crlf(tmp_path, fmt, sep, id_col):
+    """Spreadsheet exports: a UTF-8 BOM before the header and CRLF line ends."""
+    p = tmp_path / "p.txt"
+    rows = [[id_col, "group"], ["s1", "a"], ["s2", "b"]]
+    p.write_bytes(("\ufeff" + "\r\n".join(sep.join(r) for r in rows) + "\r\n").encode())
+    df = read_phenotype(p, fmt)
+    assert list(df.index) == ["s1", "s2"] and list(df.columns) == ["group"] and df.loc["s2", "group"] == "b"

@@ -15,6 +15,7 @@ from cohort_files import (
     N_T,
     TR,
     TYPES,
+    VOXEL_MM,
     assert_fails,
     edit_block,
     real_aseg,
@@ -46,10 +47,9 @@ def test_volumes_dataset_and_manifest(tmp_path, shared_data, capsys):
     assert [ds.group_names[g] for g in ds.groups] == ["SZ" if t == "Patient" else "HC" for t in TYPES]
     np.testing.assert_array_equal(ds.y, ds.groups)
     assert "Left-Thalamus" in ds.meta["feature_names"] and ds.meta["kind"] == "volumes"
-    # z-scored per column (constant zero-volume structures stay 0)
-    np.testing.assert_allclose(ds.X.mean(axis=0), 0, atol=1e-5)
-    sd = ds.X.std(axis=0)
-    assert np.all((np.abs(sd - 1) < 1e-4) | (sd == 0))
+    # nothing fitted across subjects: eTIV fractions, standardisation left to the trainer
+    assert ds.meta["standardize"] == "features" and ds.meta["units"] == "fraction of eTIV"
+    assert np.all(ds.X >= 0) and np.all(ds.X < 1) and ds.X.mean() > 0
     assert ds.meta["left_out"] == {"disenrolled": ["A00000099"]}
 
     m = json.loads(Path(f"{out}.manifest.json").read_text())
@@ -100,16 +100,16 @@ def test_timecourses_component_selection_and_unequal_lengths(tmp_path, caplog, c
         root / "gift" / "demo_sub002_timecourses_ica_s1_.nii",
         np.random.default_rng(1).normal(size=(36, N_C)),
     )
-    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "tr": TR, "components": [3, 1, 53]})
+    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "components": [3, 1, 53]})
     caplog.set_level("INFO", logger="autospec")
     ds = preprocess_timecourses(load_cohort_config(cfg))
     assert ds.X.shape == (6, 36, 3) and ds.meta["components"] == [3, 1, 53]
-    assert "domains" not in ds.meta and ds.meta["cropped"] == [i for i in IDS if i != IDS[1]]
+    assert ds.meta["domains"] == ["SC", "SC", "CB"] and ds.meta["cropped"] == [i for i in IDS if i != IDS[1]]
     assert "cropped to 36" in caplog.text and IDS[0] in caplog.text
 
     edit_block(
         cfg,
-        gift={"dir": "gift", "prefix": "demo", "tr": TR, "timecourses": {"length_policy": "pad"}},
+        gift={"dir": "gift", "prefix": "demo", "timecourses": {"length_policy": "pad"}},
     )
     ds = preprocess_timecourses(load_cohort_config(cfg))
     assert ds.X.shape == (6, N_T, N_C) and ds.meta["padded"] == [IDS[1]]
@@ -117,7 +117,7 @@ def test_timecourses_component_selection_and_unequal_lengths(tmp_path, caplog, c
 
     edit_block(
         cfg,
-        gift={"dir": "gift", "prefix": "demo", "tr": TR, "timecourses": {"length_policy": "error"}},
+        gift={"dir": "gift", "prefix": "demo", "timecourses": {"length_policy": "error"}},
     )
     assert_fails(capsys, cfg, "timecourses", IDS[1], "36 time points", "length_policy error")
 
@@ -138,7 +138,7 @@ def test_spatial_maps_dataset_and_mean_map(tmp_path, capsys):
     m = json.loads(Path(f"{mean}.manifest.json").read_text())
     assert {Path(r["path"]).name for r in m["outputs"]} == {"maps.npz", "mean.nii.gz"}
     assert len([r for r in m["inputs"] if "component_ica" in r["path"]]) == 6
-    assert any(r["path"].endswith("subjects.txt") for r in m["inputs"])
+    assert any(r["path"].endswith("demo_ica_parameter_info.mat") for r in m["inputs"])
 
 
 def test_spatial_maps_resample_and_mask(tmp_path):
@@ -149,7 +149,7 @@ def test_spatial_maps_resample_and_mask(tmp_path):
     nib.save(nib.Nifti1Image(mask, np.diag([3.0, 3.0, 3.0, 1.0])), root / "mask.nii.gz")
     edit_block(
         cfg,
-        gift={"dir": "gift", "prefix": "demo", "tr": TR, "spatial_maps": {"mask": "mask.nii.gz"}},
+        gift={"dir": "gift", "prefix": "demo", "spatial_maps": {"mask": "mask.nii.gz"}},
     )
     ds, _ = preprocess_spatial_maps(load_cohort_config(cfg))
     assert np.all(ds.X[:, mask == 0] == 0) and np.any(ds.X[:, mask == 1] != 0)
@@ -159,7 +159,6 @@ def test_spatial_maps_resample_and_mask(tmp_path):
         gift={
             "dir": "gift",
             "prefix": "demo",
-            "tr": TR,
             "spatial_maps": {"target_shape": [10, 12, 8], "reduce": "mean"},
         },
     )
@@ -190,7 +189,7 @@ def test_truncated_nifti(tmp_path, capsys):
 
 def test_transposed_timecourses(tmp_path, capsys):
     cfg = write_cohort(tmp_path / "c")
-    write_timecourses(_tc(tmp_path / "c"), np.ones((N_C, N_T)), tr=None)
+    write_timecourses(_tc(tmp_path / "c"), np.ones((N_C, N_T)))
     assert_fails(capsys, cfg, "timecourses", _tc(tmp_path / "c"), "looks transposed")
 
 
@@ -216,10 +215,43 @@ def test_non_finite_timecourses(tmp_path, capsys, bad):
     )
 
 
-def test_tr_mismatch(tmp_path, capsys):
+def test_pixdim_is_never_the_tr(tmp_path):
+    """GIFT's time-course header is the functional one: pixdim = voxel size (3 mm), not TR."""
     cfg = write_cohort(tmp_path / "c")
-    write_timecourses(_tc(tmp_path / "c"), np.ones((N_T, N_C)), tr=2.5)
-    assert_fails(capsys, cfg, "timecourses", _tc(tmp_path / "c"), "header TR", "2.5", "gift.tr")
+    hdr = nib.load(_tc(tmp_path / "c")).header
+    assert hdr.get_zooms()[:3] == (VOXEL_MM,) * 3 and VOXEL_MM != TR
+    ds = preprocess_timecourses(load_cohort_config(cfg))
+    assert ds.meta["tr"] == TR and ds.meta["subject_tr"] == dict.fromkeys(IDS, TR)
+
+
+def test_tr_config_disagrees_with_gift(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c")
+    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "tr": 2.5})
+    assert_fails(capsys, cfg, "timecourses", f"subject {IDS[0]}", "TR 2 s", "gift.tr is 2.5 s", "tr_policy")
+    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "tr": 2.5, "tr_policy": "use_config"})
+    ds = preprocess_timecourses(load_cohort_config(cfg))
+    assert ds.meta["tr"] == 2.5
+
+
+def test_tr_per_subject_resample_or_refuse(tmp_path, capsys):
+    trs = [2.0, 2.0, 1.0, 2.0, 2.0, 2.0]  # GIFT allows one TR per subject
+    cfg = write_cohort(tmp_path / "c", tr=trs)
+    assert_fails(capsys, cfg, "timecourses", f"subject {IDS[2]}", "TR 1 s", "tr_policy: resample")
+    no_filter = {"low_pass": None, "high_pass": None}  # 20 samples: too short for the filter
+    edit_block(
+        cfg, gift={"dir": "gift", "prefix": "demo", "tr": 2.0, "tr_policy": "resample", "timecourses": no_filter}
+    )
+    ds = preprocess_timecourses(load_cohort_config(cfg))
+    # subject 3's 40 samples at 1 s span 39 s: 20 samples at 2 s, so all are cropped to 20
+    assert ds.meta["resampled"] == [IDS[2]] and ds.meta["original_lengths"][IDS[2]] == 20
+    assert ds.X.shape == (6, 20, N_C)
+
+
+def test_no_tr_anywhere(tmp_path, capsys):
+    cfg = write_cohort(tmp_path / "c", tr=None)
+    assert_fails(capsys, cfg, "timecourses", "field gift.tr", "records no TR")
+    edit_block(cfg, gift={"dir": "gift", "prefix": "demo", "tr": 2.0})
+    assert preprocess_timecourses(load_cohort_config(cfg)).meta["tr"] == 2.0
 
 
 def test_missing_subject_file(tmp_path, capsys):

@@ -15,7 +15,10 @@ import pytest
 import yaml
 
 from autospec import cli
-from autospec.data import synthetic, synthetic_gift
+from autospec.data.demo import cohort as synthetic
+from autospec.data.demo import gift_output
+from autospec.data.demo import ica_signals as synthetic_gift
+from autospec.data.matfile import load_mat
 from autospec.data.neuromark import domain_components
 from autospec.errors import InputError
 
@@ -61,7 +64,14 @@ def hashes(root: Path) -> dict[str, str]:
 
 
 def subjects(root: Path) -> list[str]:
-    return (root / "gift" / "subjects.txt").read_text().split()
+    """GIFT's subject order, read independently of autospec's GIFT reader: the BIDS sub-<ID>
+    directory of each data set's first input file in the v7.3 parameter file (h5py only)."""
+    import h5py
+
+    with h5py.File(root / "gift" / "demo_ica_parameter_info.mat", "r") as f:
+        refs = f["sesInfo"]["inputFiles"]["name"][()].ravel()
+        rows = ["".join(map(chr, f[r][()].T[0])) for r in refs]
+    return [re.search(r"/sub-([^/]+)/", r).group(1) for r in rows]
 
 
 def phenotype(root: Path) -> list[dict[str, str]]:
@@ -98,8 +108,10 @@ def test_layout_matches_contract(built):
         "phenotype.csv",
         "cohort.yaml",
         "planted_effect.json",
-        "gift/subjects.txt",
+        "gift/demo_ica_parameter_info.mat",
+        "gift/demoSubject.mat",
         "gift/demo_mean_component_ica_s_all_.nii",
+        "gift/demo_mean_timecourses_ica_s_all_.nii",
     }
     for k, sid in enumerate(ids, start=1):
         expected |= {
@@ -142,17 +154,19 @@ def test_nifti_formats(built):
     support = None
     for k in (1, n):
         tc = nib.load(root / "gift" / f"demo_sub{k:03d}_timecourses_ica_s1_.nii")
-        assert isinstance(tc, nib.Nifti1Image) and tc.shape == (150, 53)
+        # GIFT: the first functional volume's header, only dim changed to [T, C, 1]
+        assert isinstance(tc, nib.Nifti1Image) and tc.shape == (150, 53, 1)
         assert tc.get_data_dtype() == np.float32
-        assert tc.header["pixdim"][1] == pytest.approx(2.0)  # TR
-        assert tc.header.get_xyzt_units()[1] == "sec"
-        x = np.asarray(tc.dataobj)
+        assert tc.header.get_zooms() == (6.0, 6.0, 6.0)  # the voxel size, not the TR (2 s)
+        np.testing.assert_allclose(tc.affine, grid.affine)
+        assert tc.header.get_xyzt_units() == ("mm", "sec") and int(tc.header["sform_code"]) == 2
+        x = np.asarray(tc.dataobj)[:, :, 0]
         assert np.isfinite(x).all() and x.std(axis=0).min() > 0
         maps = nib.load(root / "gift" / f"demo_sub{k:03d}_component_ica_s1_.nii")
         assert maps.shape == (27, 32, 26, 53) and maps.get_data_dtype() == np.float32
         np.testing.assert_allclose(maps.affine, grid.affine)
         assert np.diag(maps.affine)[:3].tolist() == [6.0, 6.0, 6.0]
-        assert int(maps.header["sform_code"]) == 4
+        assert int(maps.header["sform_code"]) == 2  # SPM's "aligned", from the functional header
         nz = np.any(np.asarray(maps.dataobj) != 0, axis=-1)
         support = nz if support is None else support
         assert np.array_equal(nz, support)  # same brain mask for every subject
@@ -167,10 +181,34 @@ def test_nifti_formats(built):
     np.testing.assert_allclose(np.asarray(mean.dataobj), total / n, atol=1e-5)
 
 
+def test_gift_parameter_files(built):
+    """sesInfo and Subject.mat as GIFT saves them (v7.3: MATLAB header, HDF5 at byte 512)."""
+    root = built["a"]
+    g = root / "gift"
+    for name in ("demo_ica_parameter_info.mat", "demoSubject.mat"):
+        head = (g / name).read_bytes()[:520]
+        assert head.startswith(b"MATLAB 7.3 MAT-file") and head[124:128] == b"\x00\x02IM"
+        assert head[512:520] == b"\x89HDF\r\n\x1a\n"
+    ses = load_mat(g / "demo_ica_parameter_info.mat", ["sesInfo"])["sesInfo"]
+    ids = subjects(root)
+    assert int(ses["numOfSub"]) == len(ids) == 24 and int(ses["numOfSess"]) == 1
+    assert float(ses["TR"]) == 2.0 and ses["userInput"]["prefix"] == "demo"
+    first = ses["inputFiles"][0]["name"]
+    assert len(first) == 150 and first[0].endswith(f"sub-{ids[0]}_task-rest_space-MNI152_desc-preproc_bold.nii,1")
+    sub = load_mat(g / "demoSubject.mat", ["files", "numOfSub", "numOfSess", "modalityType"])
+    assert sub["modalityType"] == "fMRI" and int(sub["numOfSub"]) == 24
+    assert [f["name"] for f in sub["files"]] == [f["name"] for f in ses["inputFiles"]]
+    mean_tc = nib.load(g / "demo_mean_timecourses_ica_s_all_.nii")
+    assert mean_tc.shape == (150, 53, 1)
+
+
 def test_timecourses_band_limited(built):
     root = built["a"]
     x = np.stack(
-        [np.asarray(nib.load(p).dataobj) for p in sorted((root / "gift").glob("demo_sub*_timecourses_ica_s1_.nii"))]
+        [
+            np.asarray(nib.load(p).dataobj)[:, :, 0]
+            for p in sorted((root / "gift").glob("demo_sub*_timecourses_ica_s1_.nii"))
+        ]
     )
     x = x - x.mean(axis=1, keepdims=True)
     power = (np.abs(np.fft.rfft(x, axis=1)) ** 2).mean(axis=(0, 2))
@@ -200,7 +238,8 @@ def test_aseg_stats_format(built):
 # ---------------------------------------------------------------------------- determinism
 def test_same_seed_byte_identical(built):
     ha, ha2 = hashes(built["a"]), hashes(built["a2"])
-    assert ha == ha2 and len(ha) == 3 + 2 + 3 * 24
+    # phenotype, cohort.yaml, planted_effect.json; 2 GIFT MAT-files, 2 mean images; 3 per subject
+    assert ha == ha2 and len(ha) == 3 + 4 + 3 * 24
     ma = json.loads((built["a"] / "manifest.json").read_text())
     ma2 = json.loads((built["a2"] / "manifest.json").read_text())
     assert ma["outputs"] == ma2["outputs"]
@@ -213,6 +252,7 @@ def test_same_seed_byte_identical(built):
         "small": True,
         "grid_mm": 6.0,
         "prefix": "demo",
+        "mat_version": "7.3",
     }
 
 
@@ -262,7 +302,7 @@ def _within_domain_corr(root: Path, domain: str) -> dict[str, np.ndarray]:
     cols = [c - 1 for c in domain_components(domain)]
     out: dict[str, list[float]] = {"Patient": [], "Control": []}
     for k, sid in enumerate(subjects(root), start=1):
-        tc = np.asarray(nib.load(root / "gift" / f"demo_sub{k:03d}_timecourses_ica_s1_.nii").dataobj)
+        tc = np.asarray(nib.load(root / "gift" / f"demo_sub{k:03d}_timecourses_ica_s1_.nii").dataobj)[:, :, 0]
         c = np.corrcoef(tc[:, cols].T)
         out[g[sid]].append(c[np.triu_indices(len(cols), 1)].mean())
     return {k: np.array(x) for k, x in out.items()}
@@ -313,11 +353,11 @@ def test_cohort_yaml_valid_and_paths_resolve(built):
         block["phenotype"],
         block["freesurfer"]["subjects_dir"],
         block["gift"]["dir"],
-        block["gift"]["subjects"],
     ):
         assert not Path(rel).is_absolute() and (root / rel).exists()
     assert block["gift"]["prefix"] == "demo" and block["gift"]["n_components"] == 53
-    schema_path = Path(synthetic.__file__).parents[1] / "schemas" / "cohort.schema.yaml"
+    assert block["gift"]["subjects"] is None and block["gift"]["tr"] is None  # GIFT's own record
+    schema_path = Path(synthetic.__file__).parents[2] / "schemas" / "cohort.schema.yaml"
     if not schema_path.is_file():
         pytest.skip("cohort schema not present")
     import jsonschema
@@ -354,14 +394,14 @@ def test_cli_refuses_non_empty_dir_and_force_replaces(tmp_path, capsys):
 def test_error_leaves_no_partial_cohort(tmp_path, monkeypatch):
     calls = []
 
-    def failing(path, maps, grid):
+    def failing(img, path):
         calls.append(path)
         if len(calls) == 3:
             raise RuntimeError("disk full")
-        return real(path, maps, grid)
+        return real(img, path)
 
-    real = synthetic_gift.write_maps
-    monkeypatch.setattr(synthetic_gift, "write_maps", failing)
+    real = gift_output.save_image
+    monkeypatch.setattr(gift_output, "save_image", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         synthetic.make_demo_cohort(tmp_path / "c", small=True, n_sz=2, n_hc=2)
     assert list(tmp_path.iterdir()) == []

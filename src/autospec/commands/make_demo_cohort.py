@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.synthetic import make_demo_cohort
+    from ..data.demo import make_demo_cohort
 
     t0 = time.perf_counter()
     out = make_demo_cohort(

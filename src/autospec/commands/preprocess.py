@@ -14,12 +14,9 @@ import logging
 from pathlib import Path
 
 from ..atomic import atomic_outputs, sha256_file
+from ..data.kinds import COHORT_KINDS as KINDS  # light module: no nilearn/pandas at parse time
 from ..errors import InputError
 from ..manifest import build_manifest
-
-#: data kinds (as in autospec.data.cohort.KINDS; repeated so building the CLI parser does not
-#: import nilearn/pandas)
-KINDS = ("volumes", "timecourses", "spatialmaps")
 
 NAME = "preprocess"
 HELP = "Preprocess a cohort's FreeSurfer volumes, ICA time courses or ICA spatial maps into a prepared dataset (.npz)."
@@ -85,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--mean-map {args.mean_map}: must end in .nii or .nii.gz")
     _configure_logging(args.quiet)
     # heavy imports (nilearn, sklearn) only when the command runs
-    from ..data.cohort import cohort_subjects, load_cohort_config
+    from ..data.cohort import load_cohort_config
+    from ..data.covariates import covariate_records
     from ..data.dataset import manifest_path, save_dataset
     from ..data.preprocess import preprocess
+    from ..data.subjects import cohort_subjects
 
     cfg = load_cohort_config(args.cohort_config, args.cohort)
     subs = cohort_subjects(cfg, args.kind)
@@ -120,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 "kind": args.kind,
                 "subjects": list(subs.ids),
                 "groups": dict(zip(subs.ids, subs.groups.loc[subs.ids].tolist())),
+                "covariates": covariate_records(subs.ids, subs.covariates),
+                "gift_index": subs.gift_index,
                 "left_out": {k: v for k, v in subs.ignored.items() if v},
                 "X_shape": list(ds.X.shape),
             },

@@ -1,7 +1,7 @@
 """Cohort configuration: load, validate (JSON-schema, defaults filled) and resolve paths.
 
 The final ordered subject list of a cohort for one data kind is
-:func:`autospec.data.subjects.cohort_subjects` (re-exported here).
+:func:`autospec.data.subjects.cohort_subjects` (which imports this module, never the reverse).
 
 A cohort config file holds a top-level ``cohorts:`` mapping of name -> block (other top-level
 keys are ignored, so the workflow config can hold it). The block's schema is
@@ -25,18 +25,19 @@ import yaml
 
 from ..errors import InputError
 from ..validation import describe, fill_and_validate, more_problems
-from .subjects import KINDS, CohortSubjects, cohort_subjects
+from . import gift, gift_run
+from .kinds import BLOCK_OF_KIND, KINDS
+from .textfile import read_text
 
 __all__ = [
     "KINDS",
     "CohortConfig",
-    "CohortSubjects",
+    "Covariate",
     "FreeSurferConfig",
     "GiftConfig",
     "SpatialMapOptions",
     "TimecourseOptions",
     "cohort_schema",
-    "cohort_subjects",
     "load_cohort_config",
     "raw_input_files",
 ]
@@ -60,6 +61,7 @@ class TimecourseOptions:
     standardize: str | None
     length_policy: str
     length: int | None
+    constant_policy: str = "error"
 
 
 @dataclass
@@ -71,7 +73,11 @@ class SpatialMapOptions:
 
 @dataclass
 class FreeSurferConfig:
-    subjects_dir: Path
+    subjects_dir: Path | None  # a SUBJECTS_DIR, or
+    table: Path | None  # an asegstats2table output
+    table_sep: str
+    longitudinal: str  # skip | only
+    missing_structures: str  # drop | error
     etiv_normalize: bool
     zscore: bool
     structures: list[str] | None
@@ -81,12 +87,28 @@ class FreeSurferConfig:
 class GiftConfig:
     dir: Path
     prefix: str
-    subjects: Path
-    tr: float
+    subjects: Path  # the subject-list fallback (or the explicit list)
+    subjects_explicit: bool  # True: IDs from `subjects`, not from GIFT's parameter file
+    subject_id_regex: str
+    tr: float | None
+    tr_policy: str
+    sessions: int | str  # a session number, or "all"
     n_components: int
-    components: list[int] | None
+    components: list[int | str] | None
+    component_labels: Path | None
     timecourses: TimecourseOptions
     spatial_maps: SpatialMapOptions
+
+    def parameter_files(self) -> list[Path]:
+        """GIFT's parameter and subject MAT-files in ``dir`` (whether present or not)."""
+        return [gift_run.parameter_file(self.dir, self.prefix), gift_run.subject_file(self.dir, self.prefix)]
+
+
+@dataclass
+class Covariate:
+    name: str
+    column: str
+    type: str  # numeric | categorical
 
 
 @dataclass
@@ -102,6 +124,7 @@ class CohortConfig:
     exclude: list[str]
     freesurfer: FreeSurferConfig | None
     gift: GiftConfig | None
+    covariates: list[Covariate] = field(default_factory=list)
     source: Path | None = None
     block: dict[str, Any] = field(default_factory=dict)
 
@@ -170,11 +193,11 @@ def load_cohort_config(
     else:
         source = Path(path_or_dict).resolve()
         where = str(source)
+        text = read_text(source, "cohort config file")
         try:
-            doc = yaml.safe_load(source.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{source}: cohort config file not found") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            # the one place cohort configs are parsed: swap in the bounded loader here
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise InputError(f"{source}: unreadable cohort config ({first})") from None
     if isinstance(doc, Mapping) and "cohorts" not in doc and source is None:
@@ -195,59 +218,106 @@ def load_cohort_config(
     return _build(name, block, base, source)
 
 
+def _freesurfer(b: dict[str, Any], base: Path, bad) -> FreeSurferConfig:
+    if (b["subjects_dir"] is None) == (b["table"] is None):
+        raise bad("freesurfer", "give exactly one of subjects_dir (a SUBJECTS_DIR) and table (asegstats2table)")
+    for key in ("subjects_dir", "table"):
+        if b[key] is not None:
+            b[key] = str(_resolve(base, b[key]))
+    table = Path(b["table"]) if b["table"] else None
+    sep = b["table_sep"] or ("," if table is not None and table.suffix.lower() == ".csv" else "\t")
+    return FreeSurferConfig(
+        subjects_dir=Path(b["subjects_dir"]) if b["subjects_dir"] else None,
+        table=table,
+        table_sep=sep,
+        longitudinal=b["longitudinal"],
+        missing_structures=b["missing_structures"],
+        etiv_normalize=b["etiv_normalize"],
+        zscore=b["zscore"],
+        structures=b["structures"],
+    )
+
+
+def _check_filters(tc: dict[str, Any], tr: float | None, bad) -> None:
+    if tr is not None:
+        nyquist = 0.5 / tr
+        for key in ("low_pass", "high_pass"):
+            if tc[key] is not None and tc[key] >= nyquist:
+                raise bad(
+                    f"gift.timecourses.{key}",
+                    f"{tc[key]} Hz is at or above the Nyquist frequency {nyquist:g} Hz of TR {tr:g} s",
+                )
+    if tc["low_pass"] is not None and tc["high_pass"] is not None and tc["high_pass"] >= tc["low_pass"]:
+        raise bad("gift.timecourses.high_pass", f"{tc['high_pass']} Hz must be below low_pass {tc['low_pass']} Hz")
+
+
+def _gift(b: dict[str, Any], base: Path, phenotype_format: str, bad) -> GiftConfig:
+    b["dir"] = str(_resolve(base, b["dir"]))
+    explicit = b["subjects"] is not None
+    b["subjects"] = str(_resolve(base, b["subjects"]) or Path(b["dir"]) / "subjects.txt")
+    if b["subject_id_regex"] is None:
+        b["subject_id_regex"] = gift_run.BIDS_ID_REGEX if phenotype_format == "bids" else gift_run.DEFAULT_ID_REGEX
+    try:
+        re.compile(b["subject_id_regex"])
+    except re.error as err:
+        raise bad("gift.subject_id_regex", f"not a regular expression ({err})") from None
+    numbers = [c for c in b["components"] or [] if isinstance(c, int)]
+    if numbers and max(numbers) > b["n_components"]:
+        raise bad("gift.components", f"component {max(numbers)} > n_components {b['n_components']}")
+    if b["tr_policy"] in ("resample", "use_config") and b["tr"] is None:
+        raise bad("gift.tr_policy", f"{b['tr_policy']} needs gift.tr (the TR to resample to / to use)")
+    if b["component_labels"] is not None:
+        b["component_labels"] = str(_resolve(base, b["component_labels"]))
+    tc, sm = b["timecourses"], b["spatial_maps"]
+    _check_filters(tc, b["tr"], bad)
+    if sm["mask"] is not None:
+        sm["mask"] = str(_resolve(base, sm["mask"]))
+    return GiftConfig(
+        dir=Path(b["dir"]),
+        prefix=b["prefix"],
+        subjects=Path(b["subjects"]),
+        subjects_explicit=explicit,
+        subject_id_regex=b["subject_id_regex"],
+        tr=float(b["tr"]) if b["tr"] is not None else None,
+        tr_policy=b["tr_policy"],
+        sessions=b["sessions"],
+        n_components=b["n_components"],
+        components=b["components"],
+        component_labels=Path(b["component_labels"]) if b["component_labels"] else None,
+        timecourses=TimecourseOptions(
+            tc["detrend"],
+            tc["low_pass"],
+            tc["high_pass"],
+            tc["standardize"] or None,
+            tc["length_policy"],
+            tc["length"],
+            tc["constant_policy"],
+        ),
+        spatial_maps=SpatialMapOptions(
+            sm["reduce"],
+            tuple(sm["target_shape"]) if sm["target_shape"] else None,
+            Path(sm["mask"]) if sm["mask"] else None,
+        ),
+    )
+
+
+def _covariates(items: list[dict[str, Any]], bad) -> list[Covariate]:
+    out: list[Covariate] = []
+    for i, c in enumerate(items):
+        name = c["name"] or c["column"]
+        if name in {o.name for o in out}:
+            raise bad(f"covariates[{i}]", f"covariate name {name!r} used twice (set `name:` to tell them apart)")
+        out.append(Covariate(name=name, column=c["column"], type=c["type"]))
+    return out
+
+
 def _build(name: str, block: dict[str, Any], base: Path, source: Path | None) -> CohortConfig:
     def bad(path: str, msg: str) -> InputError:
         return InputError(f"cohort {name!r}: field {path}: {msg}")
 
     block["phenotype"] = str(_resolve(base, block["phenotype"]))
-    fs = gf = None
-    if block.get("freesurfer") is not None:
-        b = block["freesurfer"]
-        b["subjects_dir"] = str(_resolve(base, b["subjects_dir"]))
-        fs = FreeSurferConfig(Path(b["subjects_dir"]), b["etiv_normalize"], b["zscore"], b["structures"])
-    if block.get("gift") is not None:
-        b = block["gift"]
-        b["dir"] = str(_resolve(base, b["dir"]))
-        b["subjects"] = str(_resolve(base, b["subjects"]) or Path(b["dir"]) / "subjects.txt")
-        comps = b["components"]
-        if comps is not None and max(comps) > b["n_components"]:
-            raise bad("gift.components", f"component {max(comps)} > n_components {b['n_components']}")
-        tc, sm = b["timecourses"], b["spatial_maps"]
-        nyquist = 0.5 / b["tr"]
-        for key in ("low_pass", "high_pass"):
-            if tc[key] is not None and tc[key] >= nyquist:
-                raise bad(
-                    f"gift.timecourses.{key}",
-                    f"{tc[key]} Hz is at or above the Nyquist frequency {nyquist:g} Hz of TR {b['tr']:g} s",
-                )
-        if tc["low_pass"] is not None and tc["high_pass"] is not None and tc["high_pass"] >= tc["low_pass"]:
-            raise bad(
-                "gift.timecourses.high_pass",
-                f"{tc['high_pass']} Hz must be below low_pass {tc['low_pass']} Hz",
-            )
-        if sm["mask"] is not None:
-            sm["mask"] = str(_resolve(base, sm["mask"]))
-        gf = GiftConfig(
-            dir=Path(b["dir"]),
-            prefix=b["prefix"],
-            subjects=Path(b["subjects"]),
-            tr=float(b["tr"]),
-            n_components=b["n_components"],
-            components=comps,
-            timecourses=TimecourseOptions(
-                tc["detrend"],
-                tc["low_pass"],
-                tc["high_pass"],
-                tc["standardize"] or None,
-                tc["length_policy"],
-                tc["length"],
-            ),
-            spatial_maps=SpatialMapOptions(
-                sm["reduce"],
-                tuple(sm["target_shape"]) if sm["target_shape"] else None,
-                Path(sm["mask"]) if sm["mask"] else None,
-            ),
-        )
+    fs = _freesurfer(block["freesurfer"], base, bad) if block.get("freesurfer") is not None else None
+    gf = _gift(block["gift"], base, block["phenotype_format"], bad) if block.get("gift") is not None else None
     if fs is None and gf is None:
         raise bad("freesurfer/gift", "a cohort needs a freesurfer block, a gift block, or both")
     return CohortConfig(
@@ -260,34 +330,51 @@ def _build(name: str, block: dict[str, Any], base: Path, source: Path | None) ->
         exclude=[str(s) for s in block["exclude"]],
         freesurfer=fs,
         gift=gf,
+        covariates=_covariates(block["covariates"], bad),
         source=source,
         block=block,
     )
 
 
 def raw_input_files(cfg: CohortConfig, kind: str) -> list[Path]:
-    """Every raw file one kind of a cohort is made from (phenotype, subject lists, data files).
+    """Every raw file one kind of a cohort is made from: THE list of a kind's dependencies.
 
-    The workflow lists them as inputs so that Snakemake reruns exactly the dependent jobs when
-    one changes; found by globbing, so a file added or removed changes the list too.
+    Phenotype; for volumes the asegstats2table table or every ``<subject>/stats/aseg.stats``
+    (``*.long.*`` directories included: the cohort's ``longitudinal`` choice may use them);
+    for time courses / spatial maps GIFT's parameter and subject MAT-files (those present),
+    the subject list (when present or configured), every ``<prefix>_sub<k>_<part>_ica_s<s>_``
+    ``.nii``/``.nii.gz`` of every session, the component label table and the mask. The
+    workflow lists them as inputs so that Snakemake reruns exactly the dependent jobs when one
+    changes; found by listing the directories, so a file added or removed changes the list too.
 
     Raises
     ------
     InputError
-        ``kind`` is unknown or needs a block (freesurfer / gift) the cohort does not have.
+        ``kind`` is unknown or needs a block (freesurfer / gift) the cohort does not have, or a
+        data directory cannot be listed.
     """
     if kind not in KINDS:
         raise InputError(f"cohort {cfg.name!r}: unknown data kind {kind!r} (one of {', '.join(KINDS)})")
-    need = "freesurfer" if kind == "volumes" else "gift"
-    block = cfg.freesurfer if kind == "volumes" else cfg.gift
+    need = BLOCK_OF_KIND[kind]
+    block = cfg.freesurfer if need == "freesurfer" else cfg.gift
     if block is None:
         raise InputError(f"cohort {cfg.name!r}: {kind} needs a {need} block")
     files = [cfg.phenotype]
     if isinstance(block, FreeSurferConfig):
-        files += sorted(block.subjects_dir.glob("*/stats/aseg.stats"))
-    else:
-        part = "timecourses" if kind == "timecourses" else "component"
-        files += [block.subjects, *sorted(block.dir.glob(f"{block.prefix}_sub*_{part}_ica_s1_.nii*"))]
-        if kind == "spatialmaps" and block.spatial_maps.mask:
-            files.append(block.spatial_maps.mask)
+        if block.table is not None:
+            return [*files, block.table]
+        assert block.subjects_dir is not None
+        try:
+            return [*files, *sorted(block.subjects_dir.glob("*/stats/aseg.stats"))]
+        except OSError as err:
+            raise InputError(f"field freesurfer.subjects_dir: cannot list {block.subjects_dir} ({err})") from None
+    files += [p for p in block.parameter_files() if p.is_file()]
+    if block.subjects_explicit or block.subjects.is_file():
+        files.append(block.subjects)
+    part = gift.TIMECOURSES if kind == "timecourses" else gift.COMPONENTS
+    files += [p for _, p in sorted(gift.scan_subject_files(block.dir, block.prefix, part).items())]
+    if block.component_labels is not None:
+        files.append(block.component_labels)
+    if kind == "spatialmaps" and block.spatial_maps.mask:
+        files.append(block.spatial_maps.mask)
     return files

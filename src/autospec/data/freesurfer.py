@@ -12,6 +12,8 @@ estimate later renamed ``EstimatedTotalIntraCranialVol, eTIV``); it is used when
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import os
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .textfile import read_text
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,21 @@ ETIV_KEY = "EstimatedTotalIntraCranialVol"
 ETIV_SHORT = "eTIV"
 _LEGACY_ICV_KEYS = ("IntraCranialVol", "ICV")
 _NON_NUMERIC_COLUMNS = {"StructName"}
+#: global ``# Measure`` names (keys and short names): the columns of an asegstats2table table
+#: that are not structures
+GLOBAL_MEASURES = frozenset(
+    """BrainSeg BrainSegVol BrainSegNotVent BrainSegVolNotVent BrainSegNotVentSurf
+    BrainSegVolNotVentSurf VentricleChoroidVol lhCortex lhCortexVol rhCortex rhCortexVol Cortex
+    CortexVol lhCerebralWhiteMatter lhCerebralWhiteMatterVol rhCerebralWhiteMatter
+    rhCerebralWhiteMatterVol CerebralWhiteMatter CerebralWhiteMatterVol SubCortGray SubCortGrayVol
+    TotalGray TotalGrayVol SupraTentorial SupraTentorialVol SupraTentorialNotVent
+    SupraTentorialVolNotVent SupraTentorialNotVentVox SupraTentorialVolNotVentVox Mask MaskVol
+    BrainSegVol-to-eTIV MaskVol-to-eTIV lhSurfaceHoles rhSurfaceHoles SurfaceHoles
+    EstimatedTotalIntraCranialVol eTIV IntraCranialVol ICV""".split()
+)
+#: SUBJECTS_DIR entries that are templates, not subjects
+TEMPLATE_PREFIXES = ("fsaverage", "lh.", "rh.", "cvs_avg35")
+LONG_MARK = ".long."
 
 
 @dataclass
@@ -96,12 +114,7 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
         wrong number of columns, a non-numeric or non-finite value, duplicate structure names.
     """
     p = Path(path)
-    try:
-        text = p.read_text(errors="replace")
-    except FileNotFoundError:
-        raise InputError(f"{p}: aseg.stats file not found") from None
-    except OSError as err:
-        raise InputError(f"{p}: cannot read aseg.stats ({err.strerror or err})") from None
+    text = read_text(p, "aseg.stats file")
 
     measures: dict[str, tuple[float, str]] = {}
     columns: list[str] | None = None
@@ -176,16 +189,22 @@ def read_asegstats2table(path: os.PathLike | str, sep: str = "\t") -> pd.DataFra
     float column per structure or measure (FreeSurfer 5.3 names mapped to current ones).
     """
     p = Path(path)
+    text = read_text(p, "asegstats2table file")
     try:
-        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputError(f"{p}: asegstats2table file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{p}: unreadable asegstats2table file ({err})") from None
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, engine="python")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{p}: unreadable asegstats2table file ({first})") from None
+    if df.columns.duplicated().any():
+        raise InputError(f"{p}: column {df.columns[df.columns.duplicated()][0]!r} appears twice")
     if df.columns.empty or df.columns[0].strip() != "Measure:volume":
         first = df.columns[0] if len(df.columns) else ""
         raise InputError(f"{p}: top-left cell is {first!r}, expected 'Measure:volume'")
-    df = df.rename(columns=lambda c: rename_structure(c.strip()))
+    df = df.rename(columns=lambda c: rename_structure(str(c).strip()))
+    if df.shape[1] < 2:
+        raise InputError(f"{p}: asegstats2table table has no structure columns (separator {sep!r}?)")
+    if df.columns.duplicated().any():
+        raise InputError(f"{p}: column {df.columns[df.columns.duplicated()][0]!r} appears twice")
     subjects = df.iloc[:, 0].str.strip()
     if (subjects == "").any():
         raise InputError(f"{p}: row {int(np.flatnonzero(subjects == '')[0]) + 2} has no subject id")
@@ -208,44 +227,152 @@ def aseg_stats_path(subjects_dir: os.PathLike | str, subject: str) -> Path:
     return Path(subjects_dir) / subject / "stats" / "aseg.stats"
 
 
+def subjects_dir_entries(subjects_dir: os.PathLike | str, longitudinal: str = "skip") -> dict[str, Path]:
+    """Subject -> ``aseg.stats`` of every subject directory of a SUBJECTS_DIR that has one.
+
+    Templates (``fsaverage*``, ``lh.*``, ``rh.*``, ``cvs_avg35*``) are not subjects.
+    ``longitudinal="skip"``: ``<tp>.long.<base>`` directories and the ``<base>`` templates they
+    name are left out (cross-sectional runs only). ``"only"``: only ``.long.`` directories,
+    each under its time-point ID ``<tp>``.
+    """
+    sdir = Path(subjects_dir)
+    try:
+        names = sorted(os.listdir(sdir))
+    except FileNotFoundError:
+        raise InputError(f"field freesurfer.subjects_dir: {sdir} not found") from None
+    except NotADirectoryError:
+        raise InputError(f"field freesurfer.subjects_dir: {sdir} is not a directory") from None
+    except OSError as err:
+        raise InputError(f"field freesurfer.subjects_dir: cannot list {sdir} ({err.strerror or err})") from None
+    bases = {n.split(LONG_MARK, 1)[1] for n in names if LONG_MARK in n}
+    found: dict[str, Path] = {}
+    for name in names:
+        if name.startswith(TEMPLATE_PREFIXES) or not (sdir / name).is_dir():
+            continue
+        is_long = LONG_MARK in name
+        if longitudinal == "only":
+            if not is_long:
+                continue
+            sid = name.split(LONG_MARK, 1)[0]
+        else:
+            if is_long or name in bases:
+                continue
+            sid = name
+        f = aseg_stats_path(sdir, name)
+        if f.is_file():
+            if sid in found:
+                raise InputError(f"{sdir}: two longitudinal directories for time point {sid}")
+            found[sid] = f
+    return found
+
+
+def _common_structures(volumes: dict[str, pd.Series], where: str, policy: str, source_of: dict[str, str]) -> list[str]:
+    first = next(iter(volumes.values()))
+    common = set.intersection(*(set(v.index) for v in volumes.values()))
+    names = [n for n in first.index if n in common]
+    dropped = sorted(set().union(*(set(v.index) for v in volumes.values())) - common)
+    if dropped:
+        lacking = {n: [s for s, v in volumes.items() if n not in v.index] for n in dropped}
+        n, subs = next(iter(lacking.items()))
+        detail = f"{n} missing in {len(subs)} of {len(volumes)} subjects (e.g. {subs[0]}: {source_of[subs[0]]})"
+        if policy == "error":
+            raise InputError(f"{where}: structure {detail} (freesurfer.missing_structures: error)")
+        log.warning(
+            "%s: %d structure(s) not present for every subject, dropped for all: %s; %s",
+            where,
+            len(dropped),
+            ", ".join(dropped),
+            detail,
+        )
+    if not names:
+        raise InputError(f"{where}: no structure is present in every subject's data")
+    return names
+
+
+def volumes_matrix(
+    volumes: dict[str, pd.Series],
+    etiv: dict[str, float],
+    structures: Iterable[str] | None,
+    where: str,
+    missing_policy: str = "drop",
+    source_of: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Volumes (mm^3) subject x structure, in ``volumes``' order, and eTIV per subject.
+
+    ``structures=None`` takes every structure present for all subjects (first subject's
+    order); one missing in some subjects is dropped for all with a WARNING naming it and the
+    count (``missing_policy="drop"``) or is an error (``"error"``). A requested structure that
+    a subject lacks is always an error.
+    """
+    ids = list(volumes)
+    source_of = source_of or dict.fromkeys(ids, where)
+    if structures is None:
+        names = _common_structures(volumes, where, missing_policy, source_of)
+    else:
+        names = [rename_structure(n) for n in structures]
+        for sid, v in volumes.items():
+            missing = [n for n in names if n not in v.index]
+            if missing:
+                raise InputError(
+                    f"subject {sid}: {source_of[sid]} has no structure {missing[0]} (field freesurfer.structures)"
+                )
+    data = np.stack([volumes[s].loc[names].to_numpy(dtype=float) for s in ids])
+    index = pd.Index(ids, name="subject")
+    table = pd.DataFrame(data, index=index, columns=pd.Index(names, name="structure"))
+    return table, pd.Series([etiv[s] for s in ids], index=index, name=ETIV_SHORT)
+
+
 def volumes_table(
     subjects_dir: os.PathLike | str,
     subject_ids: Sequence[str],
     structures: Iterable[str] | None = None,
+    missing_policy: str = "drop",
+    files: dict[str, Path] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Volumes (mm^3) of ``subject_ids`` (rows, in order) x structures (columns), and eTIV.
-
-    ``structures=None`` takes every structure present for all subjects, in the order of the
-    first subject's file; a requested structure that a subject lacks is an error.
-    """
+    """Volumes of ``subject_ids`` read from their ``aseg.stats`` (see :func:`volumes_matrix`)."""
     sdir = Path(subjects_dir)
     if not subject_ids:
         raise InputError(f"{sdir}: no subjects requested")
-    stats: list[AsegStats] = []
+    vols, etiv, source = {}, {}, {}
     for sid in subject_ids:
-        if not (sdir / sid).is_dir():
-            raise InputError(f"subject {sid}: FreeSurfer subject directory {sdir / sid} not found")
-        f = aseg_stats_path(sdir, sid)
+        f = (files or {}).get(sid) or aseg_stats_path(sdir, sid)
         if not f.is_file():
             raise InputError(f"subject {sid}: {f} not found")
-        stats.append(read_aseg_stats(f))
+        st = read_aseg_stats(f)
+        vols[sid], etiv[sid], source[sid] = st.volumes, st.etiv, str(f)
+    return volumes_matrix(vols, etiv, structures, str(sdir), missing_policy, source)
 
-    if structures is None:
-        common = set.intersection(*(set(s.volumes.index) for s in stats))
-        names = [n for n in stats[0].volumes.index if n in common]
-        dropped = set(stats[0].volumes.index) - common
-        if dropped:
-            log.info("structures not present for every subject, left out: %s", sorted(dropped))
-        if not names:
-            raise InputError(f"{sdir}: no structure is present in every subject's aseg.stats")
+
+def table_volumes(
+    path: os.PathLike | str,
+    subject_ids: Sequence[str],
+    structures: Iterable[str] | None = None,
+    sep: str = "\t",
+    need_etiv: bool = True,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Volumes of ``subject_ids`` from an asegstats2table table, and its eTIV column.
+
+    Structure columns are those that are not global measures (:data:`GLOBAL_MEASURES`).
+    """
+    p = Path(path)
+    df = read_asegstats2table(p, sep)
+    etiv_col = next((c for c in (ETIV_KEY, ETIV_SHORT, *_LEGACY_ICV_KEYS) if c in df.columns), None)
+    if etiv_col is None:
+        if need_etiv:
+            raise InputError(
+                f"{p}: no {ETIV_KEY} (eTIV) column; run asegstats2table with --etiv, or set etiv_normalize: false"
+            )
+        etiv = pd.Series(np.nan, index=df.index)
     else:
-        names = [rename_structure(n) for n in structures]
-        for sid, s in zip(subject_ids, stats):
-            missing = [n for n in names if n not in s.volumes.index]
-            if missing:
-                raise InputError(f"subject {sid}: {s.path} has no structure {missing[0]} (field freesurfer.structures)")
-    data = np.stack([s.volumes.loc[names].to_numpy(dtype=float) for s in stats])
-    index = pd.Index(list(subject_ids), name="subject")
-    table = pd.DataFrame(data, index=index, columns=pd.Index(names, name="structure"))
-    etiv = pd.Series([s.etiv for s in stats], index=index, name=ETIV_SHORT)
-    return table, etiv
+        etiv = df[etiv_col]
+        if need_etiv and (etiv <= 0).any():
+            bad = etiv.index[int(np.flatnonzero((etiv <= 0).to_numpy())[0])]
+            raise InputError(f"{p}: subject {bad}: {etiv_col} is {etiv[bad]}, must be positive")
+    cols = [c for c in df.columns if c not in GLOBAL_MEASURES]
+    if not cols:
+        raise InputError(f"{p}: no structure columns (only global measures)")
+    missing = [s for s in subject_ids if s not in df.index]
+    if missing:
+        raise InputError(f"subject {missing[0]}: no row in {p}")
+    vols = {s: df.loc[s, cols].astype(float) for s in subject_ids}
+    return volumes_matrix(vols, {s: float(etiv[s]) for s in subject_ids}, structures, str(p), "error")

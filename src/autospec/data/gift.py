@@ -1,21 +1,26 @@
-"""Readers for GIFT / NeuroMark ICA outputs (NIfTI), with the checks a user's files need.
+"""GIFT / NeuroMark ICA output files: names, binding to subjects, and the NIfTI readers.
 
-File names (GIFT convention; subject index 1-based, 3 digits, in the order of the input list):
+Names (``icatb_defaults.m``, ``icatb_getOutputFileNames.m``, ``icatb_saveICAData.m``):
 
-- ``<prefix>_sub001_timecourses_ica_s1_.nii``: time courses, a 2-D image (T, C)
-- ``<prefix>_sub001_component_ica_s1_.nii``: spatial maps, (X, Y, Z, C)
-- ``<prefix>_mean_component_ica_s_all_.nii``: mean spatial maps over subjects
+- ``<prefix>_sub<k>_component_ica_s<s>_.nii``: subject k's spatial maps, session s, (X, Y, Z, C)
+- ``<prefix>_sub<k>_timecourses_ica_s<s>_.nii``: its time courses, a (T, C[, 1]) image
+- ``<prefix>_mean_component_ica_s_all_.nii`` / ``<prefix>_mean_timecourses_ica_s_all_.nii``:
+  the means over all data sets
 
-TR rule: the time-course header's TR is ``pixdim[1]`` (the spacing of the time axis, axis 0).
-It is checked against the configured TR only when it is informative: values <= 0 and exactly
-1.0 are treated as "not set", because 1.0 is what NIfTI writers (nibabel, SPM) store when no
-spacing is given. Any other header value must equal the configured TR within 1e-3 s.
+``<k>`` is ``icatb_returnFileIndex``: 3 digits, zero-padded (``001``; more digits above 999).
+Compressed ``.nii.gz`` files are read the same way.
+
+The time-course file carries the header of the first functional volume with only ``dim``
+changed (``icatb_saveICAData.m``: ``V = HInfo.V(1); V.dim(1:3) = [T C 1]``), so its pixdim
+holds the functional VOXEL SIZE, never the TR: pixdim is not read here. The TR comes from the
+cohort config or GIFT's parameter file (:mod:`autospec.data.gift_run`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,54 +34,137 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-TR_TOLERANCE = 1e-3
-#: header spacings that mean "TR not recorded"
-_UNSET_TR = (1.0,)
-NIFTI_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error)
+NIFTI_ERRORS = (
+    ImageFileError,
+    HeaderDataError,
+    OSError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    MemoryError,
+    TypeError,
+    zlib.error,
+)
+TIMECOURSES, COMPONENTS = "timecourses", "component"
+EXTENSIONS = (".nii", ".nii.gz")
 
 
-def timecourse_path(directory: os.PathLike | str, prefix: str, index: int) -> Path:
-    """``<dir>/<prefix>_subNNN_timecourses_ica_s1_.nii`` for 1-based subject ``index``."""
-    return Path(directory) / f"{prefix}_sub{_index(index)}_timecourses_ica_s1_.nii"
-
-
-def component_path(directory: os.PathLike | str, prefix: str, index: int) -> Path:
-    """``<dir>/<prefix>_subNNN_component_ica_s1_.nii`` for 1-based subject ``index``."""
-    return Path(directory) / f"{prefix}_sub{_index(index)}_component_ica_s1_.nii"
-
-
-def mean_component_path(directory: os.PathLike | str, prefix: str) -> Path:
-    """``<dir>/<prefix>_mean_component_ica_s_all_.nii``."""
-    return Path(directory) / f"{prefix}_mean_component_ica_s_all_.nii"
-
-
-def _index(index: int) -> str:
+def file_index(index: int) -> str:
+    """GIFT's subject index text (``icatb_returnFileIndex``): ``007``, ``012``, ``1234``."""
     if int(index) < 1:
         raise ValueError(f"GIFT subject index is 1-based, got {index}")
     return f"{int(index):03d}"
 
 
-def read_subject_list(path: os.PathLike | str) -> list[str]:
-    """Subject IDs of a GIFT order file, one per line (blank lines and ``#`` comments skipped).
+def subject_file_name(prefix: str, index: int, part: str, session: int = 1, ext: str = ".nii") -> str:
+    """``<prefix>_sub<k>_<part>_ica_s<session>_<ext>``; ``part``: timecourses | component."""
+    return f"{prefix}_sub{file_index(index)}_{part}_ica_s{int(session)}_{ext}"
 
-    Line k of the file (k-th ID) is GIFT subject k (``subNNN``).
+
+def timecourse_path(directory: os.PathLike | str, prefix: str, index: int, session: int = 1, ext: str = ".nii") -> Path:
+    return Path(directory) / subject_file_name(prefix, index, TIMECOURSES, session, ext)
+
+
+def component_path(directory: os.PathLike | str, prefix: str, index: int, session: int = 1, ext: str = ".nii") -> Path:
+    return Path(directory) / subject_file_name(prefix, index, COMPONENTS, session, ext)
+
+
+def _existing(directory: os.PathLike | str, stem: str) -> Path:
+    for ext in EXTENSIONS:
+        p = Path(directory) / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return Path(directory) / f"{stem}.nii"
+
+
+def mean_component_path(directory: os.PathLike | str, prefix: str) -> Path:
+    """``<prefix>_mean_component_ica_s_all_.nii`` (or ``.nii.gz`` when that one exists)."""
+    return _existing(directory, f"{prefix}_mean_component_ica_s_all_")
+
+
+def mean_timecourse_path(directory: os.PathLike | str, prefix: str) -> Path:
+    """``<prefix>_mean_timecourses_ica_s_all_.nii`` (or ``.nii.gz`` when that one exists)."""
+    return _existing(directory, f"{prefix}_mean_timecourses_ica_s_all_")
+
+
+def _pattern(prefix: str, part: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(prefix)}_sub(\d+)_{part}_ica_s(\d+)_\.nii(?:\.gz)?$")
+
+
+def scan_subject_files(directory: os.PathLike | str, prefix: str, part: str) -> dict[tuple[int, int], Path]:
+    """Every ``<prefix>_sub<k>_<part>_ica_s<s>_.nii[.gz]`` of ``directory`` by (k, s).
+
+    Raises
+    ------
+    InputError
+        Unreadable directory, or two files for one (subject index, session): ``.nii`` next
+        to ``.nii.gz``, or ``sub07`` next to ``sub007``.
     """
-    p = Path(path)
+    d = Path(directory)
     try:
-        lines = p.read_text().splitlines()
+        names = sorted(os.listdir(d))
     except FileNotFoundError:
-        raise InputError(f"{p}: subject list not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{p}: unreadable subject list ({err})") from None
-    ids = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    if not ids:
-        raise InputError(f"{p}: subject list is empty")
-    seen: set[str] = set()
-    for sid in ids:
-        if sid in seen:
-            raise InputError(f"{p}: subject {sid} listed twice")
-        seen.add(sid)
-    return ids
+        raise InputError(f"field gift.dir: {d} not found") from None
+    except NotADirectoryError:
+        raise InputError(f"field gift.dir: {d} is not a directory") from None
+    except OSError as err:
+        raise InputError(f"field gift.dir: cannot list {d} ({err.strerror or err})") from None
+    pat = _pattern(prefix, part)
+    found: dict[tuple[int, int], Path] = {}
+    for name in names:
+        m = pat.match(name)
+        if not m:
+            continue
+        key = (int(m.group(1)), int(m.group(2)))
+        if key in found:
+            raise InputError(
+                f"{d}: two files for GIFT subject index {key[0]} session {key[1]}: {found[key].name} and {name}"
+            )
+        found[key] = d / name
+    return found
+
+
+def bind_subject_files(
+    directory: os.PathLike | str,
+    prefix: str,
+    part: str,
+    subject_ids: Sequence[str],
+    *,
+    n_sessions: int,
+    source: Path,
+    sessions: Sequence[int],
+    may_miss: set[str] = frozenset(),  # type: ignore[assignment]
+) -> dict[str, tuple[Path, ...]]:
+    """Files of every listed subject for ``sessions``, bound by index: ``sub<k>`` is entry k.
+
+    The files must match GIFT's list exactly: no index outside 1..N, no session outside
+    1..numOfSess, no missing file (except for subjects in ``may_miss``, e.g. excluded ones).
+    Any mismatch is an InputError naming the index, the file and the subject.
+    """
+    found = scan_subject_files(directory, prefix, part)
+    n = len(subject_ids)
+    for (k, s), f in sorted(found.items()):
+        if not 1 <= k <= n:
+            raise InputError(
+                f"{f}: GIFT subject index {k}, but {source} lists {n} subjects "
+                f"(a file without a subject, or a line removed from the list)"
+            )
+        if not 1 <= s <= n_sessions:
+            raise InputError(f"{f}: session {s}, but {source} has {n_sessions} session(s)")
+    bad = [s for s in sessions if not 1 <= s <= n_sessions]
+    if bad:
+        raise InputError(f"field gift.sessions: session {bad[0]} outside 1..{n_sessions} (GIFT's {source.name})")
+    out: dict[str, tuple[Path, ...]] = {}
+    for k, sid in enumerate(subject_ids, start=1):
+        missing = [s for s in sessions if (k, s) not in found]
+        if missing:
+            expected = Path(directory) / subject_file_name(prefix, k, part, missing[0])
+            if sid in may_miss:
+                log.warning("subject %s (GIFT subject %d, excluded): %s not found", sid, k, expected)
+                continue
+            raise InputError(f"subject {sid}: GIFT subject {k} (entry {k} of {source}) has no file {expected}[.gz]")
+        out[sid] = tuple(found[(k, s)] for s in sessions)
+    return out
 
 
 def _load(path: Path, what: str) -> tuple[nib.Nifti1Image, np.ndarray]:
@@ -97,11 +185,7 @@ def _check_finite(path: Path, data: np.ndarray, what: str) -> None:
         return
     bad = ~np.isfinite(data)
     if bad.any():
-        kinds = []
-        if np.isnan(data).any():
-            kinds.append("NaN")
-        if np.isinf(data).any():
-            kinds.append("Inf")
+        kinds = [k for k, f in (("NaN", np.isnan), ("Inf", np.isinf)) if f(data).any()]
         comp = np.flatnonzero(bad.reshape(-1, data.shape[-1]).any(axis=0))
         raise InputError(
             f"{path}: {what} contain {'/'.join(kinds)} ({int(bad.sum())} values, "
@@ -109,29 +193,20 @@ def _check_finite(path: Path, data: np.ndarray, what: str) -> None:
         )
 
 
-def header_tr(img: nib.spatialimages.SpatialImage) -> float | None:
-    """TR stored in a time-course image (spacing of axis 0), or None when not informative."""
-    zooms = img.header.get_zooms()
-    if not zooms:
-        return None
-    tr = float(zooms[0])
-    if not np.isfinite(tr) or tr <= 0 or any(abs(tr - u) < 1e-9 for u in _UNSET_TR):
-        return None
-    return tr
+def read_timecourses(path: os.PathLike | str, n_components: int) -> np.ndarray:
+    """ICA time courses of one subject and session as a float64 array (T, C).
 
-
-def read_timecourses(path: os.PathLike | str, n_components: int, tr: float | None = None) -> np.ndarray:
-    """ICA time courses of one subject as a float64 array (T, C).
+    The header's pixdim is not read (it is the functional voxel size; see module doc).
 
     Raises
     ------
     InputError
-        Missing, corrupt or truncated file; not 2-D; stored transposed (C, T); C differing from
-        ``n_components``; NaN/Inf values; header TR differing from ``tr`` (see module doc).
+        Missing, corrupt or truncated file; not 2-D (after dropping trailing singleton axes,
+        GIFT writes [T, C, 1]); stored transposed (C, T); C differing from ``n_components``;
+        NaN/Inf values.
     """
     p = Path(path)
-    img, data = _load(p, "time-course")
-    # GIFT writes a 2-D image; some writers pad with trailing singleton axes
+    _, data = _load(p, "time-course")
     while data.ndim > 2 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 2:
@@ -147,10 +222,6 @@ def read_timecourses(path: os.PathLike | str, n_components: int, tr: float | Non
     if n_t < 2:
         raise InputError(f"{p}: time courses have {n_t} time point(s)")
     _check_finite(p, data, "time courses")
-    if tr is not None:
-        htr = header_tr(img)
-        if htr is not None and abs(htr - float(tr)) > TR_TOLERANCE:
-            raise InputError(f"{p}: header TR (pixdim[1]) is {htr:g} s, config gift.tr is {float(tr):g} s")
     return np.asarray(data, dtype=np.float64)
 
 
@@ -165,8 +236,7 @@ def read_component_maps(path: os.PathLike | str, n_components: int) -> nib.Nifti
     """
     p = Path(path)
     img, data = _load(p, "spatial-map")
-    # (X, Y, Z, 1, C): some writers put components on the 5th NIfTI axis
-    if data.ndim == 5 and data.shape[3] == 1:
+    if data.ndim == 5 and data.shape[3] == 1:  # (X, Y, Z, 1, C): components on the 5th axis
         data = data[:, :, :, 0, :]
     while data.ndim > 4 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -184,6 +254,11 @@ def read_component_maps(path: os.PathLike | str, n_components: int) -> nib.Nifti
     out = nib.Nifti1Image(np.asarray(data, dtype=np.float32), img.affine, header)
     out.set_data_dtype(np.float32)
     return out
+
+
+def constant_components(ts: np.ndarray) -> list[int]:
+    """1-based columns of (T, C) ``ts`` that do not change over time (all-zero included)."""
+    return [int(c) + 1 for c in np.flatnonzero(np.ptp(ts, axis=0) == 0)]
 
 
 def select_components(

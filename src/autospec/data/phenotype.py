@@ -7,6 +7,8 @@ IDs keep leading zeros). Group maps compare a cell with a map key as text; a num
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -16,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
+from .textfile import read_text
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,10 @@ def read_phenotype(path: os.PathLike | str, format: str = "cobre", id_column: st
     if format not in FORMATS:
         raise InputError(f"{p}: unknown phenotype format {format!r} (use one of {', '.join(FORMATS)})")
     sep = "," if format == "cobre" else "\t"
+    text = read_text(p, "phenotype file")  # BOM and CRLF as spreadsheet tools write them
     try:
-        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise InputError(f"{p}: phenotype file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as err:
         raise InputError(f"{p}: unreadable phenotype file ({str(err).splitlines()[0]})") from None
     if df.shape[1] < 2:
         raise InputError(

@@ -1,10 +1,11 @@
-"""Synthetic GIFT / NeuroMark outputs for the demo cohort: ICA time courses and spatial maps.
+"""Synthetic ICA signals for the demo cohort: NeuroMark-like time courses and spatial maps.
 
 Time courses (150 x 53, TR 2 s): each component is a band-limited (Butterworth 0.01-0.15 Hz)
 AR-like signal that shares a latent factor with the other components of its NeuroMark domain,
 plus white measurement noise. Spatial maps: each component is a Gaussian blob at a fixed
 centre inside the MNI152 brain (nilearn's bundled mask), with per-subject amplitude and
-position jitter and voxel noise, zero outside the mask. See ``docs/demo_cohort.md``.
+position jitter and voxel noise, zero outside the mask. See ``docs/demo_cohort.md``. They are
+written to disk as GIFT writes them by :mod:`autospec.data.demo.gift_output`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import signal
 
-from .neuromark import DOMAIN_RANGES, N_COMPONENTS, component_domains
+from ..neuromark import DOMAIN_RANGES, N_COMPONENTS, component_domains
 
 TR = 2.0  # s
 N_TIMEPOINTS = 150
@@ -164,7 +164,7 @@ def spatial_maps(rng: np.random.Generator, grid: Grid, intensity_factor: np.ndar
     maps_t = gz[:, :, None, None] * gy[:, None, :, None]
     maps_t = maps_t * gx[:, None, None, :]
     flat = maps_t.reshape(N_COMPONENTS, -1)
-    inside = _inside_index(grid.mm)  # flat (Z, Y, X) indices of brain voxels
+    inside = inside_index(grid.mm)  # flat (Z, Y, X) indices of brain voxels
     flat *= mask.T.ravel()
     noise = rng.standard_normal((N_COMPONENTS, inside.size), dtype=np.float32)
     flat[:, inside] = flat[:, inside] + VOXEL_NOISE_SD * noise
@@ -172,7 +172,7 @@ def spatial_maps(rng: np.random.Generator, grid: Grid, intensity_factor: np.ndar
 
 
 @functools.lru_cache(maxsize=4)
-def _inside_index(mm: float) -> np.ndarray:
+def inside_index(mm: float) -> np.ndarray:
     return np.flatnonzero(brain_mask(mm).T.ravel())
 
 
@@ -209,35 +209,3 @@ def time_courses(rng: np.random.Generator, coupling: dict[str, float], length: i
     f = factors[:, [domains.index(d) for d in comp_dom]]
     x = np.sqrt(r) * f + np.sqrt(1.0 - r) * unique + MEASUREMENT_NOISE * white
     return (x * scale).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------------ NIfTI
-_DESCRIP = b"autospec synthetic GIFT output"
-
-
-def _finish_header(img: nib.Nifti1Image) -> nib.Nifti1Image:
-    hdr = img.header
-    hdr["descrip"] = _DESCRIP
-    hdr["aux_file"] = b""
-    hdr["db_name"] = b""
-    hdr.set_data_dtype(np.float32)
-    return img
-
-
-def write_timecourses(path: Path, tc: np.ndarray) -> None:
-    """(T, C) float32 NIfTI-1 with pixdim[1] = TR (GIFT's time-course image layout)."""
-    img = nib.Nifti1Image(np.asarray(tc, dtype=np.float32), np.diag([TR, 1.0, 1.0, 1.0]))
-    img.header.set_zooms((TR, 1.0))
-    img.header.set_xyzt_units(xyz="unknown", t="sec")
-    img.set_qform(None, code=0)
-    img.set_sform(None, code=0)
-    _finish_header(img).to_filename(str(path))
-
-
-def write_maps(path: Path, maps: np.ndarray, grid: Grid) -> None:
-    """(X, Y, Z, C) float32 NIfTI-1 on the MNI grid (q/sform code 4 = MNI152)."""
-    img = nib.Nifti1Image(np.asarray(maps, dtype=np.float32), grid.affine)
-    img.set_qform(grid.affine, code=4)
-    img.set_sform(grid.affine, code=4)
-    img.header.set_xyzt_units(xyz="mm", t="sec")
-    _finish_header(img).to_filename(str(path))

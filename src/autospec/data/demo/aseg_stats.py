@@ -64,13 +64,13 @@ class AsegTemplate:
 
 
 def template_path() -> Path:
-    """The embedded structure table ``autospec/data/aseg_template.json``."""
-    return Path(str(resources.files("autospec.data").joinpath("aseg_template.json")))
+    """The embedded structure table ``autospec/data/demo/aseg_template.json``."""
+    return Path(str(resources.files("autospec.data.demo").joinpath("aseg_template.json")))
 
 
 @functools.lru_cache(maxsize=1)
 def load_template() -> AsegTemplate:
-    """The embedded structure table (``autospec/data/aseg_template.json``)."""
+    """The embedded structure table (``autospec/data/demo/aseg_template.json``)."""
     text = template_path().read_text()
     raw = json.loads(text)
     rows = raw["structures"]
