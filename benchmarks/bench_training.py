@@ -15,6 +15,12 @@ stand in where the real data are not installed; timing does not depend on them.
 
 Results: ``benchmarks/results/training.json`` and ``training.md``.
 Usage: ``python benchmarks/bench_training.py [--quick] [--threads N] [--rounds R]``.
+
+``--baseline SRC`` compares two versions of the code in one run: every case is trained
+``--repeats`` times by each version (``SRC`` is another checkout's ``src`` directory, e.g.
+``git archive main src | tar -x -C /tmp/base``), alternating, in fresh processes, and the
+medians of their epoch times are compared as ratios (this code / baseline). Results:
+``training_vs_baseline.{json,md}``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +41,6 @@ import torch
 from autospec.atomic import write_text_atomic
 from autospec.data.dataset import Dataset, save_dataset
 from autospec.training import load_run_config, train
-from autospec.training.metadata import cpu_model
 from autospec.versions import host_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,6 +113,8 @@ def _rows(path: Path) -> int:
 
 
 def machine(threads: int) -> dict:
+    from autospec.training.outputs import cpu_model
+
     return {**host_info(), "cpu": cpu_model(), "torch": torch.__version__, "threads": threads,
             "python": platform.python_version(), "cuda": torch.cuda.is_available()}  # fmt: skip
 
@@ -133,15 +141,93 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def worker(args) -> int:
+    """Run one case with whatever ``autospec`` this process imports; print its row as JSON."""
+    name, family, hidden, options, _ = next(c for c in CASES if c[0] == args.worker)
+    with tempfile.TemporaryDirectory(prefix="bench_training_worker_") as tmp:
+        row = run_case(Path(tmp), name, family, hidden, options, args.data, args.rounds or 5, args.threads)
+    print(json.dumps(row))
+    return 0
+
+
+def _in_process(code_src: Path | None, name: str, data: Path, rounds: int, threads: int) -> dict:
+    env = dict(os.environ)
+    if code_src is not None:
+        env["PYTHONPATH"] = str(code_src)
+    cmd = [sys.executable, __file__, "--worker", name, "--data", str(data), "--rounds", str(rounds),
+           "--threads", str(threads)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(args, rounds: int) -> int:
+    """This code vs ``--baseline``: alternate the two versions, ``--repeats`` runs each per case."""
+    here = Path(__file__).resolve().parent.parent / "src"
+    rows = []
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_training_cmp_") as tmp:
+        work = Path(tmp)
+        files = {}
+        for key, ds in datasets(args.quick).items():
+            files[key] = work / f"{key}.npz"
+            save_dataset(files[key], ds)
+        for name, _family, _hidden, _options, key in CASES:
+            if args.only and name not in args.only:
+                continue
+            runs: dict[str, list[dict]] = {"baseline": [], "this": []}
+            for _ in range(args.repeats):
+                for version, src in (("baseline", args.baseline), ("this", here)):
+                    runs[version].append(_in_process(src, name, files[key], rounds, args.threads))
+            med = {v: {k: statistics.median([e for r in rs for e in r[f"epoch_s_{k}"]])
+                       for k in ("unrecorded", "recorded")} for v, rs in runs.items()}  # fmt: skip
+            row = {"case": name, "repeats": args.repeats, "rounds": rounds, "median_s": med,
+                   "ratio_unrecorded": med["this"]["unrecorded"] / med["baseline"]["unrecorded"],
+                   "ratio_recorded": med["this"]["recorded"] / med["baseline"]["recorded"]}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    m = {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]}
+    result = {"machine": m, "baseline": str(args.baseline), "quick": args.quick, "rows": rows}
+    lines = [
+        f"Machine: {m['cpu']} ({m['hostname']}), torch {m['torch']}, {m['threads']} threads, Python {m['python']}; "
+        f"1-min load average {m['load_avg_1min_start']:.2f} at start, {m['load_avg_1min_end']:.2f} at end."
+        f"{' Quick (small data).' if args.quick else ''}",
+        "",
+        f"This code vs the baseline `{args.baseline}`: each case trained {args.repeats} times by each version, "
+        f"alternating, in fresh processes; medians over all runs' epochs ({rounds} recorded + {rounds} unrecorded "
+        "per run, after 2 warm-up epochs). Ratio = this / baseline (1.00 = same speed).",
+        "",
+        "| case | baseline s/epoch unrec. | this | ratio | baseline s/epoch rec. | this | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b, t = r["median_s"]["baseline"], r["median_s"]["this"]
+        lines.append(f"| {r['case']} | {b['unrecorded']:.4f} | {t['unrecorded']:.4f} | {r['ratio_unrecorded']:.3f} | "
+                     f"{b['recorded']:.4f} | {t['recorded']:.4f} | {r['ratio_recorded']:.3f} |")  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "training_vs_baseline" + ("_quick" if args.quick else "")
+    write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out / f"{stem}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small data, one round (smoke run)")
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout's src/ to compare with")
+    ap.add_argument("--repeats", type=int, default=3, help="--baseline: runs per version and case")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--rounds", type=int, default=None, help="recorded/unrecorded epoch pairs (default 5; quick 1)")
     ap.add_argument("--only", nargs="*", default=None, help="case names to run")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
     rounds = args.rounds or (1 if args.quick else 5)
+    if args.baseline is not None:
+        return compare(args, rounds)
     rows = []
     load_start = os.getloadavg()[0]  # other jobs on the machine distort timings: say how busy it was
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:

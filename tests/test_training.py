@@ -20,8 +20,8 @@ from autospec.errors import InputError
 from autospec.models import available_families, build_model
 from autospec.spectral import SpectralRecorder, SpectraWriter, numerical_rank, read_metadata
 from autospec.training import load_run_config, run_schema, train
-from autospec.training.checkpoint import snapshot_frame
-from autospec.training.loop import recording
+from autospec.training.sinks import snapshot_frame
+from autospec.training.recorders import recording
 
 N, C = 6, 3  # tiny: N below most widths, so the N_eff bounds bind
 SHAPES = {  # (T, C) sequences for cnn1d are transposed to (C, T) by the training data adapter
@@ -76,7 +76,9 @@ def test_config_defaults_and_relative_data_path(tmp_path):
     assert cfg.training["device"] == "auto" and cfg.training["deterministic"] is True
     assert cfg.training["checkpoint_every"] == 5 and cfg.training["threads"] is None
     assert cfg.recording == {"every": 1, "stats": ["grad", "act", "delta"], "top_k": None, "groups": True,
-                             "subjects": False, "subject_stats": ["grad"], "subject_keys": None}  # fmt: skip
+                             "subjects": False, "subject_stats": ["grad"], "subject_keys": None,
+                             "group_sampling": "all", "sampling_seed": 0}  # fmt: skip
+    assert cfg.raw["split"] == "none" and not cfg.settings.split.held_out
     over = load_run_config(p, overrides={"training.threads": 3, "training.device": None})
     assert over.training["threads"] == 3 and over.training["device"] == "auto"
 
@@ -227,7 +229,8 @@ def test_minibatches_record_the_first_batch_and_subjects(tmp_path):
         <= bs
     )
     subjects = pd.read_csv(out / "subjects.tsv", sep="\t")
-    assert list(subjects.columns) == ["index", "subject_id", "group", "class"] and len(subjects) == n
+    assert list(subjects.columns) == ["index", "subject_id", "group", "class", "split"] and len(subjects) == n
+    assert (subjects.split == "train").all()
     assert subjects.subject_id[3] == "sub-003" and subjects.group[2] == "pat"
     with pytest.raises(InputError, match="recording.subject_keys: 'nope.*' matches no recordable weight"):
         run(tmp_path, config(data, "mlp", recording={"subjects": True, "subject_keys": ["nope.*"]}), out="bad")
