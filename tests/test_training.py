@@ -168,6 +168,53 @@ def test_cnn1d_time_courses_are_transposed_to_channels_first(tmp_path):
         run(tmp_path, config(bad, "cnn1d", hidden=(4,)), out="bad")
 
 
+#: the paper's panels A-F (Table 1): task, width, activation
+PANELS = {"A": ("autoencode", 32, "relu"), "B": ("classify", 32, "relu"), "C": ("autoencode", 32, "tanh"),
+          "D": ("autoencode", 32, "sigmoid"), "E": ("autoencode", 8, "relu"), "F": ("autoencode", 64, "relu")}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_every_panel_of_every_family_differs_from_panel_a(tmp_path, family):
+    """Panels C and D of the LSTM were once bit-identical to A (its activation was ignored)."""
+    shape, meta = SHAPES[family]
+    data = make_dataset(tmp_path / "d.npz", shape, meta)
+    spectra = {}
+    for panel, (task, width, act) in PANELS.items():
+        cfg = config(data, family, task, hidden=(width,), training={"epochs": 2})
+        cfg["model"]["activation"] = act
+        run(tmp_path, cfg, out=panel)
+        df = pd.read_parquet(tmp_path / panel / "spectra.parquet")
+        spectra[panel] = df[df.stat == "grad"].set_index(["step", "key", "group", "index"]).value
+    for panel in "BCDEF":
+        assert not spectra[panel].equals(spectra["A"]), panel
+    for panel in "CD":  # same shapes as A: the values themselves differ
+        common = spectra["A"].index.intersection(spectra[panel].index)
+        assert len(common) == len(spectra["A"])
+        assert not np.allclose(spectra[panel][common], spectra["A"][common]), panel
+
+
+@pytest.mark.parametrize("axes, transposed", [(["subject", "time", "component"], False),
+                                              (["subject", "component", "time"], True)])  # fmt: skip
+def test_cnn2d_trains_on_time_courses_as_one_channel_images(tmp_path, axes, transposed):
+    t, c = 7, 3
+    stored = (t, c) if not transposed else (c, t)
+    data = make_dataset(tmp_path / "d.npz", stored, {"kind": "timecourses", "axes": axes})
+    res = run(tmp_path, config(data, "cnn2d", hidden=(4,)))
+    assert res.status == "completed"
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]
+    assert info["model_input_shape"] == [t, c] and info["transposed"] is transposed
+    df = pd.read_parquet(tmp_path / "run" / "spectra.parquet")
+    sel = df[(df.key == "convs.0.weight") & (df.group == -1) & (df.step == 0)]
+    assert len(sel[sel.stat == "act"]) == 9  # A: (N·T·C) × (1·3·3), full column rank
+    assert len(sel[sel.stat == "delta"]) == 4  # Δ: (N·T·C) × 4 output channels
+    X = np.load(data)["X"]
+    X = X.transpose(0, 2, 1) if transposed else X
+    # oracle: σ(A) of the first conv = σ of the zero-padded 3 × 3 patches of every sample
+    patches = F.unfold(torch.from_numpy(X).double().unsqueeze(1), 3, padding=1).transpose(1, 2).reshape(-1, 9)
+    want = np.linalg.svd(patches.numpy(), compute_uv=False)
+    np.testing.assert_allclose(sel[sel.stat == "act"].sort_values("index").value, want, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------- recording
 def test_two_recorders_match_separate_recording():
     """The run's main + per-subject recorders in one step give what each gives alone (bert has a

@@ -16,6 +16,7 @@ O(rows²). ``checkpoint.pt`` holds only tensors, numbers, strings, lists and dic
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class Progress:
 
     @staticmethod
     def metrics_from_tensors(t: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        cols = [c for c in (*METRIC_COLUMNS, *TEST_COLUMNS) if c in t]
+        cols = [*METRIC_COLUMNS, *(c for c in TEST_COLUMNS if c in t)]  # a missing column is a KeyError
         conv = {torch.int64: int, torch.float64: float, torch.bool: bool}
         kinds = {**METRIC_COLUMNS, **TEST_COLUMNS}
         return [{c: conv[kinds[c]](t[c][i]) for c in cols} for i in range(len(t["epoch"]))]
@@ -114,8 +115,10 @@ def save_checkpoint(run: RunDir, config_hash: str, model: torch.nn.Module, optim
         "resumed_at": list(progress.resumed_at),
         "draws": [dict(d) for d in progress.draws],
     }
+    buf = io.BytesIO()  # torch.save to a full disk raises a bare RuntimeError; Python's write an OSError
+    torch.save(blob, buf)
     with atomic_output(run.checkpoint) as tmp:
-        torch.save(blob, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_checkpoint(run: RunDir, config_hash: str) -> dict[str, Any] | None:
