@@ -61,10 +61,15 @@ CASES = [
 def _synthetic(shape, meta, n_classes=2, seed=0) -> Dataset:
     rng = np.random.default_rng(seed)
     n = shape[0]
-    return Dataset(X=rng.normal(size=shape).astype(np.float32), y=np.arange(n) % n_classes,
-                   groups=rng.permutation(np.arange(n) % 2), subject_ids=[f"sub-{i:04d}" for i in range(n)],
-                   class_names=[f"c{k}" for k in range(n_classes)], group_names=["control", "patient"],
-                   meta=meta)  # fmt: skip
+    return Dataset(
+        X=rng.normal(size=shape).astype(np.float32),
+        y=np.arange(n) % n_classes,
+        groups=rng.permutation(np.arange(n) % 2),
+        subject_ids=[f"sub-{i:04d}" for i in range(n)],
+        class_names=[f"c{k}" for k in range(n_classes)],
+        group_names=["control", "patient"],
+        meta=meta,
+    )
 
 
 def datasets(quick: bool) -> dict[str, Dataset]:
@@ -82,28 +87,51 @@ def datasets(quick: bool) -> dict[str, Dataset]:
     }
 
 
-def run_case(work: Path, name, family, hidden, options, data: Path, rounds: int, threads: int) -> dict:
+def _run_dir(out: Path):
+    """The run directory's layout; a --baseline checkout may predate autospec.rundir.RunDir."""
+    try:
+        from autospec.rundir import RunDir
+    except ImportError:  # older code: the names it wrote
+        from types import SimpleNamespace
+
+        return SimpleNamespace(metrics=out / "metrics.tsv", run_json=out / "run.json", spectra=out / "spectra.parquet")
+    return RunDir(out)
+
+
+def run_case(work: Path, case: tuple, data: Path, *, rounds: int, threads: int) -> dict:
+    name, family, hidden, options, _ = case
     epochs = 2 + 2 * rounds
-    cfg = load_run_config({
-        "data": str(data), "model": {"family": family, "hidden": hidden, "options": options},
-        "training": {"epochs": epochs, "lr": 1e-3, "threads": threads, "device": "cpu", "checkpoint_every": 0},
-        "recording": {"every": 2},
-    })  # fmt: skip
+    cfg = load_run_config(
+        {
+            "data": str(data),
+            "model": {"family": family, "hidden": hidden, "options": options},
+            "training": {"epochs": epochs, "lr": 1e-3, "threads": threads, "device": "cpu", "checkpoint_every": 0},
+            "recording": {"every": 2},
+        }
+    )
     out = work / name
     res = train(cfg, out, progress=False)
-    rows = [line.split("\t") for line in (out / "metrics.tsv").read_text().splitlines()[1:]]
+    rows = [line.split("\t") for line in _run_dir(out).metrics.read_text().splitlines()[1:]]
     walls = [(int(r[0]), float(r[3]), r[4] == "True") for r in rows]
     rec = [w for e, w, r in walls if e >= 2 and r]
     plain = [w for e, w, r in walls if e >= 2 and not r]
-    info = json.loads((out / "run.json").read_text())
+    info = json.loads(_run_dir(out).run_json.read_text())
     return {
-        "case": name, "family": family, "hidden": hidden, "status": res.status,
-        "X_shape": info["dataset"]["X_shape"], "n_parameters": info["model"]["n_parameters"],
-        "rounds": rounds, "median_s_unrecorded": statistics.median(plain), "median_s_recorded": statistics.median(rec),
+        "case": name,
+        "family": family,
+        "hidden": hidden,
+        "status": res.status,
+        "X_shape": info["dataset"]["X_shape"],
+        "n_parameters": info["model"]["n_parameters"],
+        "rounds": rounds,
+        "median_s_unrecorded": statistics.median(plain),
+        "median_s_recorded": statistics.median(rec),
         "ratio": statistics.median(rec) / statistics.median(plain),
-        "first_recorded_epoch_s": walls[0][1], "epoch_s_recorded": rec, "epoch_s_unrecorded": plain,
-        "spectra_rows_per_recorded_epoch": _rows(out / "spectra.parquet") // (1 + rounds),
-    }  # fmt: skip
+        "first_recorded_epoch_s": walls[0][1],
+        "epoch_s_recorded": rec,
+        "epoch_s_unrecorded": plain,
+        "spectra_rows_per_recorded_epoch": _rows(_run_dir(out).spectra) // (1 + rounds),
+    }
 
 
 def _rows(path: Path) -> int:
@@ -115,8 +143,14 @@ def _rows(path: Path) -> int:
 def machine(threads: int) -> dict:
     from autospec.training.outputs import cpu_model
 
-    return {**host_info(), "cpu": cpu_model(), "torch": torch.__version__, "threads": threads,
-            "python": platform.python_version(), "cuda": torch.cuda.is_available()}  # fmt: skip
+    return {
+        **host_info(),
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def to_markdown(result: dict) -> str:
@@ -132,20 +166,20 @@ def to_markdown(result: dict) -> str:
         "| case | data (X shape) | params | s/epoch unrecorded | s/epoch recorded | ratio | first recorded epoch s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['case']} | {' x '.join(map(str, r['X_shape']))} | {r['n_parameters']} | "
-            f"{r['median_s_unrecorded']:.4f} | {r['median_s_recorded']:.4f} | {r['ratio']:.2f} | "
-            f"{r['first_recorded_epoch_s']:.4f} |"
-        )
+    lines.extend(
+        f"| {r['case']} | {' x '.join(map(str, r['X_shape']))} | {r['n_parameters']} | "
+        f"{r['median_s_unrecorded']:.4f} | {r['median_s_recorded']:.4f} | {r['ratio']:.2f} | "
+        f"{r['first_recorded_epoch_s']:.4f} |"
+        for r in result["rows"]
+    )
     return "\n".join(lines) + "\n"
 
 
 def worker(args) -> int:
     """Run one case with whatever ``autospec`` this process imports; print its row as JSON."""
-    name, family, hidden, options, _ = next(c for c in CASES if c[0] == args.worker)
+    case = next(c for c in CASES if c[0] == args.worker)
     with tempfile.TemporaryDirectory(prefix="bench_training_worker_") as tmp:
-        row = run_case(Path(tmp), name, family, hidden, options, args.data, args.rounds or 5, args.threads)
+        row = run_case(Path(tmp), case, args.data, rounds=args.rounds or 5, threads=args.threads)
     print(json.dumps(row))
     return 0
 
@@ -154,8 +188,18 @@ def _in_process(code_src: Path | None, name: str, data: Path, rounds: int, threa
     env = dict(os.environ)
     if code_src is not None:
         env["PYTHONPATH"] = str(code_src)
-    cmd = [sys.executable, __file__, "--worker", name, "--data", str(data), "--rounds", str(rounds),
-           "--threads", str(threads)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--data",
+        str(data),
+        "--rounds",
+        str(rounds),
+        "--threads",
+        str(threads),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -178,11 +222,20 @@ def compare(args, rounds: int) -> int:
             for _ in range(args.repeats):
                 for version, src in (("baseline", args.baseline), ("this", here)):
                     runs[version].append(_in_process(src, name, files[key], rounds, args.threads))
-            med = {v: {k: statistics.median([e for r in rs for e in r[f"epoch_s_{k}"]])
-                       for k in ("unrecorded", "recorded")} for v, rs in runs.items()}  # fmt: skip
-            row = {"case": name, "repeats": args.repeats, "rounds": rounds, "median_s": med,
-                   "ratio_unrecorded": med["this"]["unrecorded"] / med["baseline"]["unrecorded"],
-                   "ratio_recorded": med["this"]["recorded"] / med["baseline"]["recorded"]}  # fmt: skip
+            med = {
+                v: {
+                    k: statistics.median([e for r in rs for e in r[f"epoch_s_{k}"]]) for k in ("unrecorded", "recorded")
+                }
+                for v, rs in runs.items()
+            }
+            row = {
+                "case": name,
+                "repeats": args.repeats,
+                "rounds": rounds,
+                "median_s": med,
+                "ratio_unrecorded": med["this"]["unrecorded"] / med["baseline"]["unrecorded"],
+                "ratio_recorded": med["this"]["recorded"] / med["baseline"]["recorded"],
+            }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     m = {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]}
@@ -201,8 +254,10 @@ def compare(args, rounds: int) -> int:
     ]
     for r in rows:
         b, t = r["median_s"]["baseline"], r["median_s"]["this"]
-        lines.append(f"| {r['case']} | {b['unrecorded']:.4f} | {t['unrecorded']:.4f} | {r['ratio_unrecorded']:.3f} | "
-                     f"{b['recorded']:.4f} | {t['recorded']:.4f} | {r['ratio_recorded']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {r['case']} | {b['unrecorded']:.4f} | {t['unrecorded']:.4f} | {r['ratio_unrecorded']:.3f} | "
+            f"{b['recorded']:.4f} | {t['recorded']:.4f} | {r['ratio_recorded']:.3f} |"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "training_vs_baseline" + ("_quick" if args.quick else "")
     write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
@@ -236,16 +291,24 @@ def main(argv=None) -> int:
         for key, ds in datasets(args.quick).items():
             files[key] = work / f"{key}.npz"
             save_dataset(files[key], ds)
-        for name, family, hidden, options, key in CASES:
-            if args.only and name not in args.only:
+        for case in CASES:
+            if args.only and case[0] not in args.only:
                 continue
-            row = run_case(work, name, family, hidden, options, files[key], rounds, args.threads)
+            row = run_case(work, case, files[case[4]], rounds=rounds, threads=args.threads)
             rows.append(row)
             print(
                 json.dumps({k: v for k, v in row.items() if not k.startswith("epoch_s")}), file=sys.stderr, flush=True
             )
-    result = {"machine": {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]},
-              "quick": args.quick, "rounds": rounds, "rows": rows}  # fmt: skip
+    result = {
+        "machine": {
+            **machine(args.threads),
+            "load_avg_1min_start": load_start,
+            "load_avg_1min_end": os.getloadavg()[0],
+        },
+        "quick": args.quick,
+        "rounds": rounds,
+        "rows": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "training_quick" if args.quick else "training"
     write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")

@@ -20,8 +20,8 @@ from autospec.errors import InputError
 from autospec.models import available_families, build_model
 from autospec.spectral import SpectralRecorder, SpectraWriter, numerical_rank, read_metadata
 from autospec.training import load_run_config, run_schema, train
-from autospec.training.sinks import snapshot_frame
 from autospec.training.recorders import recording
+from autospec.training.sinks import snapshot_frame
 
 N, C = 6, 3  # tiny: N below most widths, so the N_eff bounds bind
 SHAPES = {  # (T, C) sequences for cnn1d are transposed to (C, T) by the training data adapter
@@ -239,8 +239,8 @@ def test_two_recorders_match_separate_recording():
     for a, b in ((both_main, alone_main), (both_sub, alone_sub)):
         ia, ib = dict(a.items()), dict(b.items())
         assert ia.keys() == ib.keys() and ("positions.weight", "grad", -1) in ia
-        for k in ia:
-            np.testing.assert_array_equal(ia[k], ib[k], err_msg=str(k))
+        for k, values in ia.items():
+            np.testing.assert_array_equal(values, ib[k], err_msg=str(k))
 
 
 def test_fast_frame_writes_the_same_bytes_as_snapshot_to_frame(tmp_path):
@@ -279,7 +279,7 @@ def test_minibatches_record_the_first_batch_and_subjects(tmp_path):
     assert list(subjects.columns) == ["index", "subject_id", "group", "class", "split"] and len(subjects) == n
     assert (subjects.split == "train").all()
     assert subjects.subject_id[3] == "sub-003" and subjects.group[2] == "pat"
-    with pytest.raises(InputError, match="recording.subject_keys: 'nope.*' matches no recordable weight"):
+    with pytest.raises(InputError, match=r"recording\.subject_keys: 'nope\.\*' matches no recordable weight"):
         run(tmp_path, config(data, "mlp", recording={"subjects": True, "subject_keys": ["nope.*"]}), out="bad")
 
 
@@ -291,7 +291,7 @@ def test_subject_stats_act_is_each_subjects_input_norm(tmp_path):
     assert set(sub.stat) == {"grad", "act"}
     X = np.load(data)["X"].astype(np.float64)
     act = sub[(sub.stat == "act") & (sub.key == "layers.0.weight") & (sub.group >= 0)]
-    for step, frame in act.groupby("step"):
+    for _, frame in act.groupby("step"):
         assert (frame.groupby("group").size() == 1).all()  # rank 1 per subject
         got = frame.set_index("group")["value"].sort_index().to_numpy()
         np.testing.assert_allclose(got, np.linalg.norm(X, axis=1), rtol=1e-5)

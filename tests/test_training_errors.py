@@ -18,23 +18,32 @@ from autospec.data.dataset import Dataset, save_dataset
 from autospec.errors import InputError
 from autospec.models import build_model
 from autospec.rundir import RunDir
-from autospec.training import load_run_config, train
-from autospec.training import memory
+from autospec.training import load_run_config, memory, train
 
 
 def dataset(path: Path, n=20, d=8) -> Path:
     rng = np.random.default_rng(0)
-    save_dataset(path, Dataset(
-        X=rng.normal(size=(n, d)).astype(np.float32), y=np.arange(n) % 2, groups=np.arange(n) % 2,
-        subject_ids=[f"sub-{i:03d}" for i in range(n)], class_names=["a", "b"], group_names=["g0", "g1"],
-        meta={"kind": "volumes"},
-    ))  # fmt: skip
+    save_dataset(
+        path,
+        Dataset(
+            X=rng.normal(size=(n, d)).astype(np.float32),
+            y=np.arange(n) % 2,
+            groups=np.arange(n) % 2,
+            subject_ids=[f"sub-{i:03d}" for i in range(n)],
+            class_names=["a", "b"],
+            group_names=["g0", "g1"],
+            meta={"kind": "volumes"},
+        ),
+    )
     return path
 
 
 def write_config(tmp_path: Path, data: Path, hidden=(8,), **training) -> Path:
-    cfg = {"data": str(data), "model": {"family": "mlp", "hidden": list(hidden)},
-           "training": {"epochs": 3, "checkpoint_every": 0, "device": "cpu", **training}}  # fmt: skip
+    cfg = {
+        "data": str(data),
+        "model": {"family": "mlp", "hidden": list(hidden)},
+        "training": {"epochs": 3, "checkpoint_every": 0, "device": "cpu", **training},
+    }
     p = tmp_path / "run.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
@@ -57,12 +66,15 @@ def test_impossible_width_is_refused_before_allocating(tmp_path, capsys):
 
 def test_estimate_counts_parameters_and_module_outputs_exactly():
     cfg = load_run_config({"data": "x.npz", "model": {"family": "lstm", "hidden": [6]}, "recording": {"groups": False}})
-    est = memory.estimate(cfg.settings, (5, 3), 2, n_train=4, n_data_elements=60)
+    est = memory.estimate(cfg.settings, input_shape=(5, 3), n_classes=2, n_train=4, n_data_elements=60)
     model = build_model("lstm", "classify", (5, 3), 2, [6], "relu")
     assert est.parameters == 16 * sum(p.numel() for p in model.parameters())
     sizes = []
-    hooks = [m.register_forward_hook(lambda m, a, o: sizes.append(o.numel() * o.element_size()))
-             for m in model.modules() if not list(m.children())]  # fmt: skip
+    hooks = [
+        m.register_forward_hook(lambda m, a, o: sizes.append(o.numel() * o.element_size()))
+        for m in model.modules()
+        if not list(m.children())
+    ]
     model(torch.zeros(4, 5, 3))
     for h in hooks:
         h.remove()
@@ -73,12 +85,17 @@ def test_estimate_counts_parameters_and_module_outputs_exactly():
 def test_the_field_named_is_the_one_behind_the_largest_term(tmp_path, monkeypatch):
     data = dataset(tmp_path / "d.npz", n=2000, d=6)
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
-    cfg = load_run_config({"data": str(data), "model": {"family": "mlp", "hidden": [4]},
-                           "training": {"device": "cpu"}})  # fmt: skip
+    cfg = load_run_config({"data": str(data), "model": {"family": "mlp", "hidden": [4]}, "training": {"device": "cpu"}})
     with pytest.raises(InputError, match=r"^run config field training\.batch_size: the run needs at least"):
         train(cfg, tmp_path / "out", progress=False)
-    cfg = load_run_config({"data": str(data), "model": {"family": "mlp", "hidden": [4]},
-                           "training": {"device": "cpu"}, "recording": {"subjects": True}})  # fmt: skip
+    cfg = load_run_config(
+        {
+            "data": str(data),
+            "model": {"family": "mlp", "hidden": [4]},
+            "training": {"device": "cpu"},
+            "recording": {"subjects": True},
+        }
+    )
     with pytest.raises(InputError, match=r"^run config field recording\.subjects:"):
         train(cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
@@ -101,7 +118,7 @@ def _namespace_shell() -> list[str] | None:
     if unshare is None:
         return None
     cmd = [unshare, "-rm", "sh", "-c"]
-    probe = subprocess.run([*cmd, "mount -t tmpfs -o size=64k tmpfs /mnt && true"], capture_output=True)
+    probe = subprocess.run([*cmd, "mount -t tmpfs -o size=64k tmpfs /mnt && true"], capture_output=True, check=False)
     return cmd if probe.returncode == 0 else None
 
 
@@ -113,11 +130,18 @@ def _in_mount(tmp_path: Path, options: str, cfg: Path) -> tuple[int, list[str], 
     """Train with --out on a tmpfs mounted with ``options``; (exit status, stderr lines, files left)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    script = (f'mount -t tmpfs -o {options} tmpfs "$1" || exit 99; '
-              '"$2" -m autospec train --config "$3" --out "$1/run" --no-progress 2>"$4"; echo "rc=$?"; '
-              'find "$1" -mindepth 1 -printf "%P\\n"')  # fmt: skip
-    done = subprocess.run([*SHELL, script, "sh", str(mnt), sys.executable, str(cfg), str(tmp_path / "err")],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    script = (
+        f'mount -t tmpfs -o {options} tmpfs "$1" || exit 99; '
+        '"$2" -m autospec train --config "$3" --out "$1/run" --no-progress 2>"$4"; echo "rc=$?"; '
+        'find "$1" -mindepth 1 -printf "%P\\n"'
+    )
+    done = subprocess.run(
+        [*SHELL, script, "sh", str(mnt), sys.executable, str(cfg), str(tmp_path / "err")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     lines = done.stdout.splitlines()
     assert lines and lines[0].startswith("rc="), (done.stdout, done.stderr)
     return int(lines[0][3:]), (tmp_path / "err").read_text().strip().splitlines(), sorted(lines[1:])
@@ -158,11 +182,14 @@ def _crash_at(epoch):
     return cb
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda blob: blob.pop("optimizer"), "checkpoint lacks optimizer; delete it to start afresh"),
-    (lambda blob: blob["model"].pop("layers.0.weight"), "does not fit this run (Error(s) in loading state_dict"),
-    (lambda blob: blob["metrics"].pop("loss"), "malformed checkpoint (KeyError"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda blob: blob.pop("optimizer"), "checkpoint lacks optimizer; delete it to start afresh"),
+        (lambda blob: blob["model"].pop("layers.0.weight"), "does not fit this run (Error(s) in loading state_dict"),
+        (lambda blob: blob["metrics"].pop("loss"), "malformed checkpoint (KeyError"),
+    ],
+)
 def test_checkpoint_with_the_right_hash_but_missing_keys_is_one_line(tmp_path, capsys, damage, message):
     data = dataset(tmp_path / "d.npz")
     cfg_path = write_config(tmp_path, data, epochs=6, checkpoint_every=2)

@@ -27,14 +27,23 @@ def cohort(seed=0, standardize="features", n_hc=N_HC, n_sz=N_SZ) -> Dataset:
     rng = np.random.default_rng(seed)
     n = n_hc + n_sz
     meta = {"kind": "volumes", **({"standardize": standardize} if standardize else {})}
-    return Dataset(X=(rng.normal(size=(n, D)) * np.arange(1, D + 1) + 50).astype(np.float32), y=rng.permutation(np.arange(n) % 2),
-                   groups=np.repeat([0, 1], [n_hc, n_sz]), subject_ids=[f"sub-{i:02d}" for i in range(n)],
-                   class_names=["neg", "pos"], group_names=["HC", "SZ"], meta=meta)  # fmt: skip
+    return Dataset(
+        X=(rng.normal(size=(n, D)) * np.arange(1, D + 1) + 50).astype(np.float32),
+        y=rng.permutation(np.arange(n) % 2),
+        groups=np.repeat([0, 1], [n_hc, n_sz]),
+        subject_ids=[f"sub-{i:02d}" for i in range(n)],
+        class_names=["neg", "pos"],
+        group_names=["HC", "SZ"],
+        meta=meta,
+    )
 
 
 def config(data: Path, **sections) -> dict:
-    cfg = {"data": str(data), "model": {"family": "mlp", "hidden": [8]},
-           "training": {"epochs": 3, "lr": 0.01, "checkpoint_every": 0, "device": "cpu"}}  # fmt: skip
+    cfg = {
+        "data": str(data),
+        "model": {"family": "mlp", "hidden": [8]},
+        "training": {"epochs": 3, "lr": 0.01, "checkpoint_every": 0, "device": "cpu"},
+    }
     for name, values in sections.items():
         if isinstance(values, dict) and isinstance(cfg.get(name), dict):
             cfg[name].update(values)
@@ -90,13 +99,15 @@ def test_a_split_that_empties_a_group_is_refused():
 
 def test_split_config_errors_name_the_field():
     base = {"data": "x.npz", "model": {"family": "mlp"}}
-    for split, msg in [({"holdout": 1.0}, r"split\.holdout: 1\.0 is greater than or equal to the maximum"),
-                       ({"kfold": 3, "fold": 3}, r"split\.fold: 3 is not below kfold=3"),
-                       ({"holdout": 0.2, "kfold": 3, "fold": 0}, "give either holdout"),
-                       ({"kfold": 3}, "kfold needs both")]:  # fmt: skip
+    for split, msg in [
+        ({"holdout": 1.0}, r"split\.holdout: 1\.0 is greater than or equal to the maximum"),
+        ({"kfold": 3, "fold": 3}, r"split\.fold: 3 is not below kfold=3"),
+        ({"holdout": 0.2, "kfold": 3, "fold": 0}, "give either holdout"),
+        ({"kfold": 3}, "kfold needs both"),
+    ]:
         with pytest.raises(InputError, match=msg):
             load_run_config({**base, "split": split})
-    with pytest.raises(InputError, match="recording.group_sampling: 'matched'"):
+    with pytest.raises(InputError, match=r"recording\.group_sampling: 'matched'"):
         load_run_config({**base, "recording": {"groups": False, "group_sampling": "matched"}})
 
 
@@ -152,8 +163,11 @@ def test_matched_sampling_records_equal_subsets_shared_by_training_seeds(tmp_pat
     save_dataset(tmp_path / "d.npz", ds)
     rec = {"group_sampling": "matched", "sampling_seed": 7}
     for seed in (0, 1):
-        run(tmp_path, config(tmp_path / "d.npz", split={"holdout": 0.25}, recording=rec, training={"seed": seed}),
-            out=f"s{seed}")  # fmt: skip
+        run(
+            tmp_path,
+            config(tmp_path / "d.npz", split={"holdout": 0.25}, recording=rec, training={"seed": seed}),
+            out=f"s{seed}",
+        )
     test = held_out(ds.groups, ds.y, SplitSettings("holdout", fraction=0.25))
     X = standardized(ds.X, ~test).astype(np.float64)
     m = int(np.bincount(ds.groups[~test]).min())
@@ -173,7 +187,9 @@ def test_matched_sampling_records_equal_subsets_shared_by_training_seeds(tmp_pat
             np.testing.assert_allclose(act, np.linalg.svd(X[rows], compute_uv=False), rtol=1e-5)
             if d["step"] == 0:  # G_g = ∂(Σ_{i in subset} ℓ_i / N_train)/∂W, with W at initialisation
                 model.zero_grad()
-                losses = F.cross_entropy(model(torch.from_numpy(X[rows])), torch.from_numpy(ds.y[rows]), reduction="none")
+                losses = F.cross_entropy(
+                    model(torch.from_numpy(X[rows])), torch.from_numpy(ds.y[rows]), reduction="none"
+                )
                 (losses.sum() / (~test).sum()).backward()
                 want = np.linalg.svd(model.layers[0].weight.grad.numpy(), compute_uv=False)
                 grad = sel[sel.stat == "grad"].sort_values("index").value.to_numpy()

@@ -77,8 +77,15 @@ class RunDir:
     @property
     def outputs(self) -> tuple[Path, ...]:
         """Every final output a run may write (which ones it writes depends on its config)."""
-        return (self.spectra, self.subject_spectra, self.subjects, self.metrics, self.model, self.run_json,
-                self.manifest)  # fmt: skip
+        return (
+            self.spectra,
+            self.subject_spectra,
+            self.subjects,
+            self.metrics,
+            self.model,
+            self.run_json,
+            self.manifest,
+        )
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:

@@ -39,10 +39,10 @@ def _dirs(value) -> list[Path]:
     return [Path(v) for v in ([value] if isinstance(value, (str, os.PathLike)) else value)]
 
 
-def _spectra(run_dir: Path, used: list[Path], name: str = "spectra.parquet") -> pd.DataFrame:
-    from ..rundir import load_spectra
+def _spectra(run_dir: Path, used: list[Path], name: str = "spectra") -> pd.DataFrame:
+    from ..rundir import RunDir, load_spectra
 
-    p = run_dir / name
+    p = getattr(RunDir(run_dir), name)
     df = load_spectra(p)
     used.append(p)
     return df
@@ -196,13 +196,13 @@ def spectra_figure(
     labels mapped to None or a missing directory are skipped. ``stats_dir`` is one
     ``group-stats`` output directory for every difference panel or a mapping label -> directory.
     """
-    from ..rundir import resolve_group_names, run_group_sizes
+    from ..rundir import RunDir, resolve_group_names, run_group_sizes
     from ..stats.multiple import bh_adjust
 
     panels = {}
     for label, v in sorted(run_dirs_by_panel.items()):
         dirs = _dirs(v) if v is not None else []
-        dirs = [d for d in dirs if (d / "spectra.parquet").is_file()]
+        dirs = [d for d in dirs if RunDir(d).spectra.is_file()]
         if dirs:
             panels[label] = dirs
     if not panels:
@@ -358,12 +358,14 @@ def training_curves(
 ) -> Path:
     """Loss and accuracy / reconstruction error over epochs, one line per run (metrics.tsv); the
     held-out subjects' curves (``test_*`` columns, runs with a ``split:``) dashed beside them."""
+    from ..rundir import RunDir
+
     if not isinstance(runs, Mapping):
         runs = {Path(r).name: r for r in runs}
     used: list[Path] = []
     tables = {}
     for label, d in runs.items():
-        p = Path(d) / "metrics.tsv"
+        p = RunDir(d).metrics
         if not p.is_file():
             raise InputError(f"{p}: metrics file not found")
         t = pd.read_csv(p, sep="\t")

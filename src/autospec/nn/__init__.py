@@ -7,8 +7,8 @@ These modules compute the same functions (``from_torch`` copies torch's weights 
 
 from __future__ import annotations
 
-from .attention import MultiheadAttention, TransformerEncoderLayer
 from .activations import ACTIVATIONS, activation_function
+from .attention import MultiheadAttention, TransformerEncoderLayer
 from .elman import ElmanRNN
 from .lstm import LSTM
 from .positions import LearnedPositions

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .activations import activation_function
+from .activations import ActivationFn, activation_function
 from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
 
 
@@ -51,7 +51,7 @@ class ElmanRNN(nn.Module):
                 f"ElmanRNN: input_size, hidden_size and num_layers must be >= 1, got "
                 f"{input_size}, {hidden_size}, {num_layers}"
             )
-        self._act = activation_function(nonlinearity, "ElmanRNN nonlinearity")
+        self._act: ActivationFn = activation_function(nonlinearity, "ElmanRNN nonlinearity")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -110,4 +110,3 @@ class ElmanRNN(nn.Module):
         )
         copy_recurrent_weights(new.layers, rnn)
         return new
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .activations import activation_function
+from .activations import ActivationFn, activation_function
 from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
 
 
@@ -38,10 +38,11 @@ class LSTM(nn.Module):
         num_layers: int = 1,
         bias: bool = True,
         batch_first: bool = True,
+        *,
         activation: str = "tanh",
     ) -> None:
         super().__init__()
-        self._act = activation_function(activation, "LSTM activation")
+        self._act: ActivationFn = activation_function(activation, "LSTM activation")
         self.activation = activation
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError(

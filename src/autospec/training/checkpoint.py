@@ -31,10 +31,28 @@ from ..rundir import RunDir
 
 FORMAT = "autospec-checkpoint/2"
 #: what a checkpoint of this format must hold
-KEYS = ("format", "config_hash", "epoch", "rec_steps", "model", "optimizer", "rng", "metrics", "parts",
-        "last_recorded", "last_groups", "resumed_at", "draws")  # fmt: skip
-METRIC_COLUMNS = {"epoch": torch.int64, "loss": torch.float64, "metric": torch.float64, "wall_s": torch.float64,
-                  "recorded": torch.bool}  # fmt: skip
+KEYS = (
+    "format",
+    "config_hash",
+    "epoch",
+    "rec_steps",
+    "model",
+    "optimizer",
+    "rng",
+    "metrics",
+    "parts",
+    "last_recorded",
+    "last_groups",
+    "resumed_at",
+    "draws",
+)
+METRIC_COLUMNS = {
+    "epoch": torch.int64,
+    "loss": torch.float64,
+    "metric": torch.float64,
+    "wall_s": torch.float64,
+    "recorded": torch.bool,
+}
 TEST_COLUMNS = {"test_loss": torch.float64, "test_metric": torch.float64}
 
 
@@ -46,11 +64,19 @@ def rng_states(generator: torch.Generator) -> dict[str, Any]:
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "batches": generator.get_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-    }  # fmt: skip
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out
@@ -60,8 +86,9 @@ def set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(states["torch"])
     generator.set_state(states["batches"])
     n = states["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))  # fmt: skip
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = states["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
     if "cuda" in states and torch.cuda.is_available():
@@ -97,8 +124,15 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------------- checkpoint file
-def save_checkpoint(run: RunDir, config_hash: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator, progress: Progress) -> None:  # fmt: skip
+def save_checkpoint(
+    run: RunDir,
+    config_hash: str,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    progress: Progress,
+) -> None:
     """Write ``checkpoint.pt`` atomically (call after the parts it lists are in place)."""
     blob = {
         "format": FORMAT,
@@ -162,7 +196,9 @@ def progress_from(blob: dict[str, Any], where: str) -> Progress:
             draws=[dict(d) for d in blob["draws"]],
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
-        raise InputError(f"{where}: malformed checkpoint ({type(err).__name__}: {err}); delete it to start afresh") from None
+        raise InputError(
+            f"{where}: malformed checkpoint ({type(err).__name__}: {err}); delete it to start afresh"
+        ) from None
 
 
 def drop_unlisted_parts(run: RunDir, parts: list[dict[str, str]]) -> None:

@@ -80,16 +80,22 @@ class SplitSettings:
             return cls()
         holdout, kfold = "holdout" in value, "kfold" in value or "fold" in value
         if holdout == kfold:
-            raise InputError(f"run config field split: give either holdout: <fraction> or kfold: <k> with "
-                             f"fold: <i>, got {value!r}{suffix}")  # fmt: skip
+            raise InputError(
+                f"run config field split: give either holdout: <fraction> or kfold: <k> with "
+                f"fold: <i>, got {value!r}{suffix}"
+            )
         seed = int(value.get("seed", 0))
         if holdout:
             return cls("holdout", fraction=float(value["holdout"]), seed=seed)
         if "kfold" not in value or "fold" not in value:
-            raise InputError(f"run config field split: kfold needs both kfold: <k> and fold: <i>, got {value!r}{suffix}")
+            raise InputError(
+                f"run config field split: kfold needs both kfold: <k> and fold: <i>, got {value!r}{suffix}"
+            )
         k, fold = int(value["kfold"]), int(value["fold"])
         if fold >= k:
-            raise InputError(f"run config field split.fold: {fold} is not below kfold={k} (folds are 0..{k - 1}){suffix}")
+            raise InputError(
+                f"run config field split.fold: {fold} is not below kfold={k} (folds are 0..{k - 1}){suffix}"
+            )
         return cls("kfold", k=k, fold=fold, seed=seed)
 
     @property
@@ -109,8 +115,12 @@ class RunSettings:
 
 def _settings(raw: dict[str, Any], where: str) -> RunSettings:
     m, t, r = raw["model"], raw["training"], raw["recording"]
-    rec = {**r, "stats": tuple(r["stats"]), "subject_stats": tuple(r["subject_stats"]),
-           "subject_keys": None if r["subject_keys"] is None else tuple(r["subject_keys"])}  # fmt: skip
+    rec = {
+        **r,
+        "stats": tuple(r["stats"]),
+        "subject_stats": tuple(r["subject_stats"]),
+        "subject_keys": None if r["subject_keys"] is None else tuple(r["subject_keys"]),
+    }
     settings = RunSettings(
         model=ModelSettings(**{**m, "hidden": tuple(m["hidden"]), "options": dict(m["options"])}),
         training=TrainingSettings(**t),
@@ -118,8 +128,10 @@ def _settings(raw: dict[str, Any], where: str) -> RunSettings:
         split=SplitSettings.parse(raw["split"], where),
     )
     if settings.recording.group_sampling == "matched" and not settings.recording.groups:
-        raise InputError("run config field recording.group_sampling: 'matched' draws per-group subsets, but "
-                         f"recording.groups is false{f' (in {where})' if where else ''}")  # fmt: skip
+        raise InputError(
+            "run config field recording.group_sampling: 'matched' draws per-group subsets, but "
+            f"recording.groups is false{f' (in {where})' if where else ''}"
+        )
     return settings
 
 

@@ -60,8 +60,10 @@ def channels_first(ds: Dataset, where: str) -> bool:
         raise InputError(f"{where}: cnn1d needs samples of shape (T, C); X has shape {tuple(ds.X.shape)}")
     first = time_first(ds)
     if first is None:
-        raise InputError(f"{where}: cnn1d needs to know whether samples are (time, channel) or (channel, time); "
-                         f"the dataset's meta has kind={ds.meta.get('kind')!r}, axes={ds.meta.get('axes')!r}")  # fmt: skip
+        raise InputError(
+            f"{where}: cnn1d needs to know whether samples are (time, channel) or (channel, time); "
+            f"the dataset's meta has kind={ds.meta.get('kind')!r}, axes={ds.meta.get('axes')!r}"
+        )
     return first
 
 
@@ -119,12 +121,20 @@ def standardize_features(X: np.ndarray, fit: np.ndarray) -> tuple[np.ndarray, di
     sd = flat[fit].std(axis=0)
     constant = sd == 0
     if constant.any():
-        warnings.warn(f"standardisation: {int(constant.sum())} feature(s) are constant over the "
-                      "training subjects; they are centred, not scaled", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"standardisation: {int(constant.sum())} feature(s) are constant over the "
+            "training subjects; they are centred, not scaled",
+            stacklevel=2,
+        )
     sd[constant] = 1.0
     out = ((flat - mean) / sd).astype(np.float32).reshape(X.shape)
-    info = {"method": STANDARDIZE_FEATURES, "fitted_on": "training subjects", "n_fitted": int(fit.sum()),
-            "n_features": int(flat.shape[1]), "constant_features": int(constant.sum())}  # fmt: skip
+    info = {
+        "method": STANDARDIZE_FEATURES,
+        "fitted_on": "training subjects",
+        "n_fitted": int(fit.sum()),
+        "n_features": int(flat.shape[1]),
+        "constant_features": int(constant.sum()),
+    }
     return out, info
 
 

@@ -40,9 +40,17 @@ def progress_bar(session: Session, enabled: bool) -> tqdm:
     """A tqdm bar over epochs on stderr: every 0.5 s on a terminal, every 30 s in a log file."""
     interactive = sys.stderr.isatty()
     m = session.settings.model
-    return tqdm(total=session.settings.training.epochs, initial=session.progress.epoch, file=sys.stderr,
-                disable=not enabled, unit="epoch", desc=f"train {m.family}/{m.task}",
-                mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive, ascii=not interactive)  # fmt: skip
+    return tqdm(
+        total=session.settings.training.epochs,
+        initial=session.progress.epoch,
+        file=sys.stderr,
+        disable=not enabled,
+        unit="epoch",
+        desc=f"train {m.family}/{m.task}",
+        mininterval=0.5 if interactive else 30.0,
+        dynamic_ncols=interactive,
+        ascii=not interactive,
+    )
 
 
 def run_epochs(session: Session, progress: bool, on_epoch: Callable[[int], None] | None) -> Diverged | None:
@@ -92,8 +100,11 @@ def train(
         except OSError as err:
             outputs.remove_outputs(session.run)
             raise _write_error(err, session.run.path) from None
-    clock = {"started": started, "finished": dt.datetime.now(dt.UTC).isoformat(),
-             "wall_s": time.perf_counter() - t_start}  # fmt: skip
+    clock = {
+        "started": started,
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "wall_s": time.perf_counter() - t_start,
+    }
     try:
         record = outputs.write_outputs(session, spectra, diverged, clock)
     except OSError as err:

@@ -43,8 +43,11 @@ class MemoryEstimate:
 
     def culprit(self) -> str:
         """The config field behind the largest term."""
-        terms = {"model.hidden": self.parameters, "training.batch_size": self.activations + self.recorder,
-                 "recording.subjects": self.subjects}  # fmt: skip
+        terms = {
+            "model.hidden": self.parameters,
+            "training.batch_size": self.activations + self.recorder,
+            "recording.subjects": self.subjects,
+        }
         return max(terms, key=lambda k: terms[k])
 
 
@@ -113,8 +116,9 @@ def _factor_bytes(n_out: int, n_in: int, rows: int, stats) -> int:
     return total
 
 
-def estimate(settings: RunSettings, input_shape: tuple[int, ...], n_classes: int, n_train: int,
-             n_data_elements: int) -> MemoryEstimate:  # fmt: skip
+def estimate(
+    settings: RunSettings, *, input_shape: tuple[int, ...], n_classes: int, n_train: int, n_data_elements: int
+) -> MemoryEstimate:
     """The lower bound described in the module docstring, for a batch of the run's size."""
     m, rec = settings.model, settings.recording
     batch = min(settings.training.batch_size or n_train, n_train)
@@ -132,27 +136,47 @@ def estimate(settings: RunSettings, input_shape: tuple[int, ...], n_classes: int
         main = max(main, whole * (2 if rec.groups else 1))  # whole batch + groups (their rows add up to it)
         if rec.subjects:
             sub = max(sub, whole + batch * _factor_bytes(n_out, n_in, per_sample, rec.subject_stats))
-    return MemoryEstimate(parameters=4 * F32 * params, activations=acts, recorder=main, subjects=sub,
-                          data=n_data_elements * F32)  # fmt: skip
+    return MemoryEstimate(
+        parameters=4 * F32 * params, activations=acts, recorder=main, subjects=sub, data=n_data_elements * F32
+    )
 
 
-def check_memory(settings: RunSettings, input_shape: tuple[int, ...], n_classes: int, n_train: int,
-                 n_data_elements: int, device: torch.device, where: str = "") -> MemoryEstimate | None:  # fmt: skip
+def check_memory(
+    settings: RunSettings,
+    *,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    n_train: int,
+    n_data_elements: int,
+    device: torch.device,
+    where: str = "",
+) -> MemoryEstimate | None:
     """Raise InputError (naming the field behind the largest term) when the run cannot fit."""
     try:
-        est = estimate(settings, input_shape, n_classes, n_train, n_data_elements)
+        est = estimate(
+            settings, input_shape=input_shape, n_classes=n_classes, n_train=n_train, n_data_elements=n_data_elements
+        )
     except (RuntimeError, OverflowError) as err:  # sizes beyond what a tensor can describe
-        raise InputError(f"run config field model.hidden: {list(settings.model.hidden)} gives tensors too large "
-                         f"to describe ({str(err).splitlines()[0]})") from None  # fmt: skip
+        raise InputError(
+            f"run config field model.hidden: {list(settings.model.hidden)} gives tensors too large "
+            f"to describe ({str(err).splitlines()[0]})"
+        ) from None
     free = available_bytes(device)
     if free is None or est.total <= free:
         return est
-    parts = ", ".join(f"{k} {human(v)}" for k, v in (("parameters+gradients+Adam", est.parameters),
-                      ("activations", est.activations), ("recorder", est.recorder),
-                      ("per-subject recorder", est.subjects), ("data", est.data)) if v)  # fmt: skip
+    parts = ", ".join(
+        f"{k} {human(v)}"
+        for k, v in (
+            ("parameters+gradients+Adam", est.parameters),
+            ("activations", est.activations),
+            ("recorder", est.recorder),
+            ("per-subject recorder", est.subjects),
+            ("data", est.data),
+        )
+        if v
+    )
     suffix = f" (in {where})" if where else ""
     raise InputError(
         f"run config field {est.culprit()}: the run needs at least "
         f"{human(est.total)} of {device.type} memory ({parts}), only {human(free)} is available{suffix}"
     )
-

@@ -144,8 +144,12 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def split_record(session: Session) -> dict[str, Any]:
     sp, ds, mask = session.settings.split, session.dataset, session.data.test_mask
-    out: dict[str, Any] = {"kind": sp.kind, "n_train": int((~mask).sum()), "n_test": int(mask.sum()),
-                           "held_out_subjects": ds.subject_ids[mask].tolist()}  # fmt: skip
+    out: dict[str, Any] = {
+        "kind": sp.kind,
+        "n_train": int((~mask).sum()),
+        "n_test": int(mask.sum()),
+        "held_out_subjects": ds.subject_ids[mask].tolist(),
+    }
     if sp.held_out:
         out.update({"seed": sp.seed, "stratified_by": "group x class"})
         if sp.kind == "holdout":
@@ -160,9 +164,14 @@ def sampling_record(session: Session) -> dict[str, Any]:
     if session.sampler is None:
         return {"mode": rec.group_sampling}
     names = session.dataset.group_names
-    draws = [{"step": int(d["step"]), "size": int(d["rows"].shape[1]),
-              "rows": {str(names[g]): d["rows"][k].tolist() for k, g in enumerate(session.sampler.group_ids)}}
-             for d in session.progress.draws]  # fmt: skip
+    draws = [
+        {
+            "step": int(d["step"]),
+            "size": int(d["rows"].shape[1]),
+            "rows": {str(names[g]): d["rows"][k].tolist() for k, g in enumerate(session.sampler.group_ids)},
+        }
+        for d in session.progress.draws
+    ]
     return {
         "mode": "matched",
         "sampling_seed": rec.sampling_seed,
@@ -177,25 +186,34 @@ def dataset_record(session: Session) -> dict[str, Any]:
     ds, data, path = session.dataset, session.data, session.cfg.data
     man = manifest_path(path)
     return {
-        "path": str(path), "sha256": session.dataset_sha256, "manifest": str(man) if man.exists() else None,
-        "n": ds.n, "X_shape": list(ds.X.shape), "model_input_shape": list(data.input_shape),
+        "path": str(path),
+        "sha256": session.dataset_sha256,
+        "manifest": str(man) if man.exists() else None,
+        "n": ds.n,
+        "X_shape": list(ds.X.shape),
+        "model_input_shape": list(data.input_shape),
         "transposed_to_channels_first": data.transposed and session.settings.model.family == "cnn1d",
-        "transposed": data.transposed, "kind": ds.meta.get("kind"),
-        "class_names": ds.class_names.tolist(), "group_names": ds.group_names.tolist(),
+        "transposed": data.transposed,
+        "kind": ds.meta.get("kind"),
+        "class_names": ds.class_names.tolist(),
+        "group_names": ds.group_names.tolist(),
         "group_sizes": np.bincount(ds.groups, minlength=len(ds.group_names)).tolist(),
         "standardization": data.standardization,
         "covariates": sorted(covariates(ds)),
-    }  # fmt: skip
+    }
 
 
-def run_record(session: Session, status: str, diverged: Diverged | None, clock: dict[str, Any],
-               outputs: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+def run_record(
+    session: Session, status: str, diverged: Diverged | None, clock: dict[str, Any], outputs: Sequence[str]
+) -> dict[str, Any]:
     """The ``run.json`` mapping."""
     s, rows, cfg = session.settings, session.progress.metrics, session.cfg
     last = rows[-1] if rows else None
-    final = None if last is None else {"epoch": last["epoch"], "loss": last["loss"], metric_name(s.model.task): last["metric"]}
-    if final is not None and "test_loss" in last:
-        final.update({"test_loss": last["test_loss"], f"test_{metric_name(s.model.task)}": last["test_metric"]})
+    final = None
+    if last is not None:
+        final = {"epoch": last["epoch"], "loss": last["loss"], metric_name(s.model.task): last["metric"]}
+        if "test_loss" in last:
+            final.update({"test_loss": last["test_loss"], f"test_{metric_name(s.model.task)}": last["test_metric"]})
     rec = session.recorders
     train_groups = session.dataset.groups[~session.data.test_mask]
     return {
@@ -214,9 +232,13 @@ def run_record(session: Session, status: str, diverged: Diverged | None, clock: 
         "recorded_subjects": "training subjects" if s.split.held_out else "all subjects",
         "group_sizes": np.bincount(train_groups, minlength=len(session.dataset.group_names)).tolist(),
         "group_sampling": sampling_record(session),
-        "model": {"family": s.model.family, "task": s.model.task,
-                  "n_parameters": sum(p.numel() for p in session.model.parameters()),
-                  "recorded_keys": rec.main.keys, "subject_keys": rec.sub.keys if rec.sub is not None else None},
+        "model": {
+            "family": s.model.family,
+            "task": s.model.task,
+            "n_parameters": sum(p.numel() for p in session.model.parameters()),
+            "recorded_keys": rec.main.keys,
+            "subject_keys": rec.sub.keys if rec.sub is not None else None,
+        },
         "device": {"type": session.device.type, "name": device_name(session.device)},
         "threads": s.training.threads or torch.get_num_threads(),
         "timing": timing_summary(rows),
@@ -226,12 +248,13 @@ def run_record(session: Session, status: str, diverged: Diverged | None, clock: 
         "code": code_version(),
         "host": host_info(),
         "outputs": list(outputs),
-    }  # fmt: skip
+    }
 
 
 # ---------------------------------------------------------------------------------- all of them
-def write_outputs(session: Session, spectra: dict[str, Path], diverged: Diverged | None,
-                  clock: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def write_outputs(
+    session: Session, spectra: dict[str, Path], diverged: Diverged | None, clock: dict[str, Any]
+) -> dict[str, Any]:
     """Write every output after the spectra files; returns the run.json record.
 
     A diverged run gets no ``model.pt``. Call :func:`remove_outputs` when this raises.
@@ -254,8 +277,16 @@ def write_outputs(session: Session, spectra: dict[str, Path], diverged: Diverged
     outputs.append(run.run_json)
     data_manifest = manifest_path(cfg.data)
     inputs = [cfg.data] + ([data_manifest] if data_manifest.exists() else []) + ([cfg.source] if cfg.source else [])
-    write_manifest(run.manifest, build_manifest("train", inputs=inputs, outputs=outputs, params=cfg.to_dict(),
-                                                extra={"run_id": session.run_id, "status": status}))  # fmt: skip
+    write_manifest(
+        run.manifest,
+        build_manifest(
+            "train",
+            inputs=inputs,
+            outputs=outputs,
+            params=cfg.to_dict(),
+            extra={"run_id": session.run_id, "status": status},
+        ),
+    )
     return record
 
 

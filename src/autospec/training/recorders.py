@@ -31,8 +31,10 @@ def recording(main: SpectralRecorder, sub: SpectralRecorder | None, groups, samp
 def check_subject_keys(patterns, keys: list[str]) -> None:
     for p in patterns or ():
         if not any(k == p or fnmatchcase(k, p) for k in keys):
-            raise InputError(f"run config field recording.subject_keys: {p!r} matches no recordable weight "
-                             f"(recordable: {', '.join(keys)})")  # fmt: skip
+            raise InputError(
+                f"run config field recording.subject_keys: {p!r} matches no recordable weight "
+                f"(recordable: {', '.join(keys)})"
+            )
 
 
 class Recorders:
@@ -43,8 +45,9 @@ class Recorders:
         self.sub: SpectralRecorder | None = None
         if rec.subjects:
             check_subject_keys(rec.subject_keys, self.main.keys)
-            self.sub = SpectralRecorder(model, stats=rec.subject_stats, include=rec.subject_keys, every=rec.every,
-                                        top_k=rec.top_k)  # fmt: skip
+            self.sub = SpectralRecorder(
+                model, stats=rec.subject_stats, include=rec.subject_keys, every=rec.every, top_k=rec.top_k
+            )
 
     @property
     def active(self) -> list[SpectralRecorder]:

@@ -138,10 +138,18 @@ class Session:
             data = training_data(ds, s, device, where)
             if s.model.task == "classify" and data.n_classes < 2:
                 raise InputError(f"{cfg.data}: classify needs >= 2 classes, the dataset has {data.n_classes}")
-            check_memory(s, data.input_shape, data.n_classes, data.train.n, ds.X.size, device, where)
+            check_memory(
+                s,
+                input_shape=data.input_shape,
+                n_classes=data.n_classes,
+                n_train=data.train.n,
+                n_data_elements=ds.X.size,
+                device=device,
+                where=where,
+            )
             prepare_run_dir(run)
             blob = ckpt.load_checkpoint(run, chash)
-            session = cls._build(cfg, run, ds, sha, device, chash, data, blob)
+            session = cls._build(cfg, run, ds=ds, sha=sha, device=device, chash=chash, data=data, blob=blob)
             try:
                 if blob is not None:
                     session._prime()
@@ -152,11 +160,12 @@ class Session:
                 raise
 
     @classmethod
-    def _build(cls, cfg, run, ds, sha, device, chash, data, blob) -> Session:
+    def _build(cls, cfg, run, *, ds, sha, device, chash, data, blob) -> Session:
         s = cfg.settings
         m, t = s.model, s.training
-        model = build_model(m.family, m.task, data.input_shape, data.n_classes, m.hidden, m.activation,
-                            **m.options).to(device)  # fmt: skip
+        model = build_model(m.family, m.task, data.input_shape, data.n_classes, m.hidden, m.activation, **m.options).to(
+            device
+        )
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         generator = torch.Generator().manual_seed(t.seed)
@@ -169,18 +178,35 @@ class Session:
             sampler = MatchedSampler(present, len(ds.group_names), ds.n, s.recording.sampling_seed)
         progress = ckpt.Progress()
         if blob is not None:
-            progress = cls._restore(blob, run, model, optimizer, generator, recorders)
+            progress = cls._restore(
+                blob, run, model=model, optimizer=optimizer, generator=generator, recorders=recorders
+            )
         ckpt.drop_unlisted_parts(run, progress.parts)
         clear_previous_outputs(run)
-        session = cls(cfg, run, ds, sha, device, chash, data, model, optimizer, generator, fixed_order, recorders,
-                      sampler, progress, {})  # fmt: skip
+        session = cls(
+            cfg,
+            run,
+            ds,
+            sha,
+            device,
+            chash,
+            data,
+            model,
+            optimizer,
+            generator,
+            fixed_order,
+            recorders,
+            sampler,
+            progress,
+            {},
+        )
         session.sinks = session._open_sinks()
         for sink in session.sinks.values():
             sink.replay(progress.parts)
         return session
 
     @staticmethod
-    def _restore(blob, run, model, optimizer, generator, recorders) -> ckpt.Progress:
+    def _restore(blob, run, *, model, optimizer, generator, recorders) -> ckpt.Progress:
         where = str(run.checkpoint)
         progress = ckpt.progress_from(blob, where)
         try:
@@ -196,11 +222,21 @@ class Session:
 
     def _open_sinks(self) -> dict[str, SpectraSink]:
         s, ds = self.settings, self.dataset
-        meta = {"run_id": self.run_id, "config_hash": self.config_hash, "family": s.model.family,
-                "task": s.model.task, "seed": s.training.seed, "dataset_sha256": self.dataset_sha256,
-                "split": s.split.kind, "recorded_subjects": "training subjects only" if s.split.held_out else "all"}  # fmt: skip
-        group_meta = {"group": "dataset group id", "group_names": ds.group_names.tolist(),
-                      "group_sampling": s.recording.group_sampling}  # fmt: skip
+        meta = {
+            "run_id": self.run_id,
+            "config_hash": self.config_hash,
+            "family": s.model.family,
+            "task": s.model.task,
+            "seed": s.training.seed,
+            "dataset_sha256": self.dataset_sha256,
+            "split": s.split.kind,
+            "recorded_subjects": "training subjects only" if s.split.held_out else "all",
+        }
+        group_meta = {
+            "group": "dataset group id",
+            "group_names": ds.group_names.tolist(),
+            "group_sampling": s.recording.group_sampling,
+        }
         if self.sampler is not None:
             group_meta["sampling_seed"] = s.recording.sampling_seed
         parts = s.training.checkpoint_every > 0
@@ -268,8 +304,13 @@ class Session:
                 totals.add(out, xb, yb, value)
         except Diverged as d:
             sync(self.device)
-            row = {"epoch": d.epoch, "loss": d.loss, "metric": math.nan, "wall_s": time.perf_counter() - t0,
-                   "recorded": False}  # fmt: skip
+            row = {
+                "epoch": d.epoch,
+                "loss": d.loss,
+                "metric": math.nan,
+                "wall_s": time.perf_counter() - t0,
+                "recorded": False,
+            }
             self.progress.metrics.append({**row, **held})
             return d
         if recorded:
@@ -279,8 +320,13 @@ class Session:
             if draw is not None:
                 self.progress.draws.append(draw)
         sync(self.device)
-        row = {"epoch": epoch, "loss": totals.loss, "metric": totals.metric, "wall_s": time.perf_counter() - t0,
-               "recorded": recorded}  # fmt: skip
+        row = {
+            "epoch": epoch,
+            "loss": totals.loss,
+            "metric": totals.metric,
+            "wall_s": time.perf_counter() - t0,
+            "recorded": recorded,
+        }
         self.progress.metrics.append({**row, **held})
         self.progress.epoch = epoch + 1
         return None
@@ -300,8 +346,7 @@ class Session:
         if self.data.test is None:
             return {}
         sync(self.device)
-        loss, metric = evaluate(self.model, self.data.test, self.settings.model.task,
-                                self.settings.training.batch_size)  # fmt: skip
+        loss, metric = evaluate(self.model, self.data.test, self.settings.model.task, self.settings.training.batch_size)
         return {"test_loss": loss, "test_metric": metric}
 
     # ------------------------------------------------------------------ checkpoint, close
@@ -316,7 +361,14 @@ class Session:
             if part is not None:
                 self.progress.parts.append(part)
         self.progress.rec_steps = self.recorders.steps()
-        ckpt.save_checkpoint(self.run, self.config_hash, self.model, self.optimizer, self.generator, self.progress)
+        ckpt.save_checkpoint(
+            self.run,
+            self.config_hash,
+            model=self.model,
+            optimizer=self.optimizer,
+            generator=self.generator,
+            progress=self.progress,
+        )
 
     def close_spectra(self) -> dict[str, Any]:
         """Close the spectra files (rename them into place); their paths by sink name."""

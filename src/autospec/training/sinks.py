@@ -8,6 +8,7 @@ part replayed on resume, so a resumed run writes the same bytes as an uninterrup
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,6 @@ class SpectraSink:
     def abort(self) -> None:
         for w in (self.part, self.final):
             if w is not None:
-                try:
+                with contextlib.suppress(Exception):  # already failing: the first error is the one to report
                     w.abort()
-                except Exception:
-                    pass  # already failing: the first error is the one to report
         self.part = None

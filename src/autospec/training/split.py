@@ -26,7 +26,7 @@ def _strata(groups: np.ndarray, labels: np.ndarray, rng: np.random.Generator) ->
 
 
 def _holdout(strata: list[np.ndarray], fraction: float, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    n_test = min(max(int(round(fraction * n)), 1), n - 1)
+    n_test = min(max(round(fraction * n), 1), n - 1)
     quota = np.array([fraction * len(s) for s in strata])
     take = np.floor(quota).astype(int)
     ties = rng.permutation(len(strata))
@@ -52,19 +52,22 @@ def held_out(groups: np.ndarray, labels: np.ndarray, split: SplitSettings, group
         return np.zeros(n, dtype=bool)
     if n < 2:
         raise InputError(f"run config field split: {n} sample(s) cannot be split into training and held-out sets")
-    if split.kind == "kfold" and split.k > n:
-        raise InputError(f"run config field split.kfold: {split.k} folds but only {n} samples")
     rng = np.random.default_rng(split.seed)
     strata = _strata(np.asarray(groups), np.asarray(labels), rng)
-    if split.kind == "holdout":
+    if split.fraction is not None:
         picked = _holdout(strata, split.fraction, n, rng)
     else:
-        picked = _kfold(strata, split.k, split.fold)
+        k, fold = int(split.k or 0), int(split.fold or 0)
+        if k > n:
+            raise InputError(f"run config field split.kfold: {k} folds but only {n} samples")
+        picked = _kfold(strata, k, fold)
     mask = np.zeros(n, dtype=bool)
     mask[np.concatenate(picked)] = True
     for g in np.unique(groups):
         if mask[groups == g].all():
             name = group_names[int(g)] if group_names is not None else int(g)
-            raise InputError(f"run config field split: every sample of group {name!r} is held out; "
-                             "use a smaller fraction or fewer folds")  # fmt: skip
+            raise InputError(
+                f"run config field split: every sample of group {name!r} is held out; "
+                "use a smaller fraction or fewer folds"
+            )
     return mask

@@ -25,8 +25,11 @@ def resolve_device(name: str) -> torch.device:
 @contextlib.contextmanager
 def torch_settings(threads: int | None, deterministic: bool, device: torch.device, seed: int) -> Iterator[None]:
     """Threads, deterministic algorithms and seeds for the run; torch's global settings are restored."""
-    prev = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    prev = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     try:
         if threads:
             torch.set_num_threads(threads)
