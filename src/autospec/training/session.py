@@ -163,9 +163,8 @@ class Session:
     def _build(cls, cfg, run, *, ds, sha, device, chash, data, blob) -> Session:
         s = cfg.settings
         m, t = s.model, s.training
-        model = build_model(m.family, m.task, data.input_shape, data.n_classes, m.hidden, m.activation, **m.options).to(
-            device
-        )
+        model = build_model(m.family, m.task, data.input_shape, data.n_classes, m.hidden, m.activation, **m.options)
+        model = model.to(device)
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         generator = torch.Generator().manual_seed(t.seed)
@@ -184,25 +183,30 @@ class Session:
         ckpt.drop_unlisted_parts(run, progress.parts)
         clear_previous_outputs(run)
         session = cls(
-            cfg,
-            run,
-            ds,
-            sha,
-            device,
-            chash,
-            data,
-            model,
-            optimizer,
-            generator,
-            fixed_order,
-            recorders,
-            sampler,
-            progress,
-            {},
+            cfg=cfg,
+            run=run,
+            dataset=ds,
+            dataset_sha256=sha,
+            device=device,
+            config_hash=chash,
+            data=data,
+            model=model,
+            optimizer=optimizer,
+            generator=generator,
+            fixed_order=fixed_order,
+            recorders=recorders,
+            sampler=sampler,
+            progress=progress,
+            sinks={},
         )
         session.sinks = session._open_sinks()
-        for sink in session.sinks.values():
-            sink.replay(progress.parts)
+        try:
+            for sink in session.sinks.values():
+                sink.replay(progress.parts)
+        except BaseException:
+            for sink in session.sinks.values():
+                sink.abort()
+            raise
         return session
 
     @staticmethod
