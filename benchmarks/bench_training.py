@@ -15,6 +15,12 @@ stand in where the real data are not installed; timing does not depend on them.
 
 Results: ``benchmarks/results/training.json`` and ``training.md``.
 Usage: ``python benchmarks/bench_training.py [--quick] [--threads N] [--rounds R]``.
+
+``--baseline SRC`` compares two versions of the code in one run: every case is trained
+``--repeats`` times by each version (``SRC`` is another checkout's ``src`` directory, e.g.
+``git archive main src | tar -x -C /tmp/base``), alternating, in fresh processes, and the
+medians of their epoch times are compared as ratios (this code / baseline). Results:
+``training_vs_baseline.{json,md}``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +41,6 @@ import torch
 from autospec.atomic import write_text_atomic
 from autospec.data.dataset import Dataset, save_dataset
 from autospec.training import load_run_config, train
-from autospec.training.metadata import cpu_model
 from autospec.versions import host_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,10 +61,15 @@ CASES = [
 def _synthetic(shape, meta, n_classes=2, seed=0) -> Dataset:
     rng = np.random.default_rng(seed)
     n = shape[0]
-    return Dataset(X=rng.normal(size=shape).astype(np.float32), y=np.arange(n) % n_classes,
-                   groups=rng.permutation(np.arange(n) % 2), subject_ids=[f"sub-{i:04d}" for i in range(n)],
-                   class_names=[f"c{k}" for k in range(n_classes)], group_names=["control", "patient"],
-                   meta=meta)  # fmt: skip
+    return Dataset(
+        X=rng.normal(size=shape).astype(np.float32),
+        y=np.arange(n) % n_classes,
+        groups=rng.permutation(np.arange(n) % 2),
+        subject_ids=[f"sub-{i:04d}" for i in range(n)],
+        class_names=[f"c{k}" for k in range(n_classes)],
+        group_names=["control", "patient"],
+        meta=meta,
+    )
 
 
 def datasets(quick: bool) -> dict[str, Dataset]:
@@ -76,28 +87,51 @@ def datasets(quick: bool) -> dict[str, Dataset]:
     }
 
 
-def run_case(work: Path, name, family, hidden, options, data: Path, rounds: int, threads: int) -> dict:
+def _run_dir(out: Path):
+    """The run directory's layout; a --baseline checkout may predate autospec.rundir.RunDir."""
+    try:
+        from autospec.rundir import RunDir
+    except ImportError:  # older code: the names it wrote
+        from types import SimpleNamespace
+
+        return SimpleNamespace(metrics=out / "metrics.tsv", run_json=out / "run.json", spectra=out / "spectra.parquet")
+    return RunDir(out)
+
+
+def run_case(work: Path, case: tuple, data: Path, *, rounds: int, threads: int) -> dict:
+    name, family, hidden, options, _ = case
     epochs = 2 + 2 * rounds
-    cfg = load_run_config({
-        "data": str(data), "model": {"family": family, "hidden": hidden, "options": options},
-        "training": {"epochs": epochs, "lr": 1e-3, "threads": threads, "device": "cpu", "checkpoint_every": 0},
-        "recording": {"every": 2},
-    })  # fmt: skip
+    cfg = load_run_config(
+        {
+            "data": str(data),
+            "model": {"family": family, "hidden": hidden, "options": options},
+            "training": {"epochs": epochs, "lr": 1e-3, "threads": threads, "device": "cpu", "checkpoint_every": 0},
+            "recording": {"every": 2},
+        }
+    )
     out = work / name
     res = train(cfg, out, progress=False)
-    rows = [line.split("\t") for line in (out / "metrics.tsv").read_text().splitlines()[1:]]
+    rows = [line.split("\t") for line in _run_dir(out).metrics.read_text().splitlines()[1:]]
     walls = [(int(r[0]), float(r[3]), r[4] == "True") for r in rows]
     rec = [w for e, w, r in walls if e >= 2 and r]
     plain = [w for e, w, r in walls if e >= 2 and not r]
-    info = json.loads((out / "run.json").read_text())
+    info = json.loads(_run_dir(out).run_json.read_text())
     return {
-        "case": name, "family": family, "hidden": hidden, "status": res.status,
-        "X_shape": info["dataset"]["X_shape"], "n_parameters": info["model"]["n_parameters"],
-        "rounds": rounds, "median_s_unrecorded": statistics.median(plain), "median_s_recorded": statistics.median(rec),
+        "case": name,
+        "family": family,
+        "hidden": hidden,
+        "status": res.status,
+        "X_shape": info["dataset"]["X_shape"],
+        "n_parameters": info["model"]["n_parameters"],
+        "rounds": rounds,
+        "median_s_unrecorded": statistics.median(plain),
+        "median_s_recorded": statistics.median(rec),
         "ratio": statistics.median(rec) / statistics.median(plain),
-        "first_recorded_epoch_s": walls[0][1], "epoch_s_recorded": rec, "epoch_s_unrecorded": plain,
-        "spectra_rows_per_recorded_epoch": _rows(out / "spectra.parquet") // (1 + rounds),
-    }  # fmt: skip
+        "first_recorded_epoch_s": walls[0][1],
+        "epoch_s_recorded": rec,
+        "epoch_s_unrecorded": plain,
+        "spectra_rows_per_recorded_epoch": _rows(_run_dir(out).spectra) // (1 + rounds),
+    }
 
 
 def _rows(path: Path) -> int:
@@ -107,8 +141,16 @@ def _rows(path: Path) -> int:
 
 
 def machine(threads: int) -> dict:
-    return {**host_info(), "cpu": cpu_model(), "torch": torch.__version__, "threads": threads,
-            "python": platform.python_version(), "cuda": torch.cuda.is_available()}  # fmt: skip
+    from autospec.training.outputs import cpu_model
+
+    return {
+        **host_info(),
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def to_markdown(result: dict) -> str:
@@ -124,24 +166,123 @@ def to_markdown(result: dict) -> str:
         "| case | data (X shape) | params | s/epoch unrecorded | s/epoch recorded | ratio | first recorded epoch s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['case']} | {' x '.join(map(str, r['X_shape']))} | {r['n_parameters']} | "
-            f"{r['median_s_unrecorded']:.4f} | {r['median_s_recorded']:.4f} | {r['ratio']:.2f} | "
-            f"{r['first_recorded_epoch_s']:.4f} |"
-        )
+    lines.extend(
+        f"| {r['case']} | {' x '.join(map(str, r['X_shape']))} | {r['n_parameters']} | "
+        f"{r['median_s_unrecorded']:.4f} | {r['median_s_recorded']:.4f} | {r['ratio']:.2f} | "
+        f"{r['first_recorded_epoch_s']:.4f} |"
+        for r in result["rows"]
+    )
     return "\n".join(lines) + "\n"
+
+
+def worker(args) -> int:
+    """Run one case with whatever ``autospec`` this process imports; print its row as JSON."""
+    case = next(c for c in CASES if c[0] == args.worker)
+    with tempfile.TemporaryDirectory(prefix="bench_training_worker_") as tmp:
+        row = run_case(Path(tmp), case, args.data, rounds=args.rounds or 5, threads=args.threads)
+    print(json.dumps(row))
+    return 0
+
+
+def _in_process(code_src: Path | None, name: str, data: Path, rounds: int, threads: int) -> dict:
+    env = dict(os.environ)
+    if code_src is not None:
+        env["PYTHONPATH"] = str(code_src)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--data",
+        str(data),
+        "--rounds",
+        str(rounds),
+        "--threads",
+        str(threads),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(args, rounds: int) -> int:
+    """This code vs ``--baseline``: alternate the two versions, ``--repeats`` runs each per case."""
+    here = Path(__file__).resolve().parent.parent / "src"
+    rows = []
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_training_cmp_") as tmp:
+        work = Path(tmp)
+        files = {}
+        for key, ds in datasets(args.quick).items():
+            files[key] = work / f"{key}.npz"
+            save_dataset(files[key], ds)
+        for name, _family, _hidden, _options, key in CASES:
+            if args.only and name not in args.only:
+                continue
+            runs: dict[str, list[dict]] = {"baseline": [], "this": []}
+            for _ in range(args.repeats):
+                for version, src in (("baseline", args.baseline), ("this", here)):
+                    runs[version].append(_in_process(src, name, files[key], rounds, args.threads))
+            med = {
+                v: {
+                    k: statistics.median([e for r in rs for e in r[f"epoch_s_{k}"]]) for k in ("unrecorded", "recorded")
+                }
+                for v, rs in runs.items()
+            }
+            row = {
+                "case": name,
+                "repeats": args.repeats,
+                "rounds": rounds,
+                "median_s": med,
+                "ratio_unrecorded": med["this"]["unrecorded"] / med["baseline"]["unrecorded"],
+                "ratio_recorded": med["this"]["recorded"] / med["baseline"]["recorded"],
+            }
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    m = {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]}
+    result = {"machine": m, "baseline": str(args.baseline), "quick": args.quick, "rows": rows}
+    lines = [
+        f"Machine: {m['cpu']} ({m['hostname']}), torch {m['torch']}, {m['threads']} threads, Python {m['python']}; "
+        f"1-min load average {m['load_avg_1min_start']:.2f} at start, {m['load_avg_1min_end']:.2f} at end."
+        f"{' Quick (small data).' if args.quick else ''}",
+        "",
+        f"This code vs the baseline `{args.baseline}`: each case trained {args.repeats} times by each version, "
+        f"alternating, in fresh processes; medians over all runs' epochs ({rounds} recorded + {rounds} unrecorded "
+        "per run, after 2 warm-up epochs). Ratio = this / baseline (1.00 = same speed).",
+        "",
+        "| case | baseline s/epoch unrec. | this | ratio | baseline s/epoch rec. | this | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b, t = r["median_s"]["baseline"], r["median_s"]["this"]
+        lines.append(
+            f"| {r['case']} | {b['unrecorded']:.4f} | {t['unrecorded']:.4f} | {r['ratio_unrecorded']:.3f} | "
+            f"{b['recorded']:.4f} | {t['recorded']:.4f} | {r['ratio_recorded']:.3f} |"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "training_vs_baseline" + ("_quick" if args.quick else "")
+    write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out / f"{stem}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small data, one round (smoke run)")
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout's src/ to compare with")
+    ap.add_argument("--repeats", type=int, default=3, help="--baseline: runs per version and case")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--rounds", type=int, default=None, help="recorded/unrecorded epoch pairs (default 5; quick 1)")
     ap.add_argument("--only", nargs="*", default=None, help="case names to run")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
     rounds = args.rounds or (1 if args.quick else 5)
+    if args.baseline is not None:
+        return compare(args, rounds)
     rows = []
     load_start = os.getloadavg()[0]  # other jobs on the machine distort timings: say how busy it was
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
@@ -150,16 +291,24 @@ def main(argv=None) -> int:
         for key, ds in datasets(args.quick).items():
             files[key] = work / f"{key}.npz"
             save_dataset(files[key], ds)
-        for name, family, hidden, options, key in CASES:
-            if args.only and name not in args.only:
+        for case in CASES:
+            if args.only and case[0] not in args.only:
                 continue
-            row = run_case(work, name, family, hidden, options, files[key], rounds, args.threads)
+            row = run_case(work, case, files[case[4]], rounds=rounds, threads=args.threads)
             rows.append(row)
             print(
                 json.dumps({k: v for k, v in row.items() if not k.startswith("epoch_s")}), file=sys.stderr, flush=True
             )
-    result = {"machine": {**machine(args.threads), "load_avg_1min_start": load_start, "load_avg_1min_end": os.getloadavg()[0]},
-              "quick": args.quick, "rounds": rounds, "rows": rows}  # fmt: skip
+    result = {
+        "machine": {
+            **machine(args.threads),
+            "load_avg_1min_start": load_start,
+            "load_avg_1min_end": os.getloadavg()[0],
+        },
+        "quick": args.quick,
+        "rounds": rounds,
+        "rows": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "training_quick" if args.quick else "training"
     write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")

@@ -32,6 +32,7 @@ from autospec.data.cohort import load_cohort_config
 from autospec.data.dataset import save_dataset
 from autospec.data.preprocess import preprocess
 from autospec.data.synthetic import make_demo_cohort
+from autospec.rundir import RunDir
 from autospec.stats import paper_step_tests, seed_tests, subject_tests
 from autospec.stats.multiple import calibration_table, markdown_table
 from autospec.training.config import load_run_config
@@ -70,9 +71,9 @@ def one_replicate(work: Path, rep: int, effect: float, args) -> list[pd.DataFram
         )
         out = work / f"seed{seed}"
         train(run_cfg, out, progress=False)
-        runs.append(pd.read_parquet(out / "spectra.parquet"))
+        runs.append(pd.read_parquet(RunDir(out).spectra))
         if seed == 0:
-            subject_df = pd.read_parquet(out / "subject_spectra.parquet")
+            subject_df = pd.read_parquet(RunDir(out).subject_spectra)
     subject_groups = dict(enumerate(ds.groups.tolist()))
     tables = [
         paper_step_tests(runs[0], names),

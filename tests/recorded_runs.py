@@ -20,6 +20,7 @@ from autospec import SpectralRecorder, SpectraWriter
 from autospec.data.dataset import Dataset, load_dataset, save_dataset
 from autospec.manifest import build_manifest, write_manifest
 from autospec.models.mlp import build_mlp
+from autospec.rundir import RunDir
 
 
 def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0) -> Path:
@@ -63,9 +64,10 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjec
     rec = SpectralRecorder(model)
     srec = SpectralRecorder(model, stats=("grad",)) if subjects else None
     rows, t0 = [], time.perf_counter()
-    outs = [run_dir / "spectra.parquet", run_dir / "metrics.tsv", run_dir / "run.json"]
+    rd = RunDir(run_dir)
+    outs = [rd.spectra, rd.metrics, rd.run_json]
     sw = SpectraWriter(outs[0], metadata={"seed": seed})
-    ssw = SpectraWriter(run_dir / "subject_spectra.parquet") if subjects else None
+    ssw = SpectraWriter(rd.subject_spectra) if subjects else None
     for epoch in range(epochs):
         opt.zero_grad()
         with rec.record(groups=g) as snap:
@@ -103,9 +105,10 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjec
                 "subject_id": ds.subject_ids,
                 "group": ds.group_names[ds.groups],
                 "class": ds.class_names[ds.y],
+                "split": "train",
             }
-        ).to_csv(run_dir / "subjects.tsv", sep="\t", index=False)
-        outs += [run_dir / "subject_spectra.parquet", run_dir / "subjects.tsv"]
+        ).to_csv(rd.subjects, sep="\t", index=False)
+        outs += [rd.subject_spectra, rd.subjects]
     # the fields of autospec.training's run.json that group-stats and the figures read
     outs[2].write_text(
         json.dumps(
@@ -124,5 +127,5 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjec
             }
         )
     )
-    write_manifest(run_dir / "manifest.json", build_manifest("train", inputs=[dataset], outputs=outs))
+    write_manifest(rd.manifest, build_manifest("train", inputs=[dataset], outputs=outs))
     return run_dir

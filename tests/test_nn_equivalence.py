@@ -153,6 +153,32 @@ def _padding_mask(n: int, s: int) -> torch.Tensor:
     return kpm
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "linear"])
+def test_lstm_activation_replaces_tanh_in_candidate_and_output(activation: str) -> None:
+    """Oracle: the LSTM equations written out with ``act`` in place of tanh, gates sigmoid."""
+    act = {"relu": torch.relu, "sigmoid": torch.sigmoid, "linear": lambda v: v}[activation]
+    torch.manual_seed(0)
+    lstm = LSTM(3, 4, num_layers=2, activation=activation).to(DT)
+    tanh_lstm = LSTM(3, 4, num_layers=2).to(DT)
+    tanh_lstm.load_state_dict(lstm.state_dict())
+    x = _randn(2, 5, 3, seed=1)
+    out, (h_n, c_n) = lstm(x)
+    seq = x
+    for layer in lstm.layers:
+        h = c = torch.zeros(2, 4, dtype=DT)
+        steps = []
+        for t in range(5):
+            z = seq[:, t] @ layer.ih.weight.T + layer.ih.bias + h @ layer.hh.weight.T + layer.hh.bias
+            i, f, g, o = z.split(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * act(g)
+            h = torch.sigmoid(o) * act(c)
+            steps.append(h)
+        seq = torch.stack(steps, dim=1)
+    torch.testing.assert_close(out, seq, **TOL)
+    torch.testing.assert_close(c_n[-1], c, **TOL)
+    assert not torch.allclose(out, tanh_lstm(x)[0])  # the activation changes the function
+
+
 @pytest.mark.parametrize("masks", ["none", "key_padding", "key_padding+float_attn", "bool_attn_3d"])
 @pytest.mark.parametrize("average", [True, False])
 def test_mha_matches_torch_self_attention(masks: str, average: bool) -> None:

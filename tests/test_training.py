@@ -20,8 +20,8 @@ from autospec.errors import InputError
 from autospec.models import available_families, build_model
 from autospec.spectral import SpectralRecorder, SpectraWriter, numerical_rank, read_metadata
 from autospec.training import load_run_config, run_schema, train
-from autospec.training.checkpoint import snapshot_frame
-from autospec.training.loop import recording
+from autospec.training.recorders import recording
+from autospec.training.sinks import snapshot_frame
 
 N, C = 6, 3  # tiny: N below most widths, so the N_eff bounds bind
 SHAPES = {  # (T, C) sequences for cnn1d are transposed to (C, T) by the training data adapter
@@ -76,7 +76,9 @@ def test_config_defaults_and_relative_data_path(tmp_path):
     assert cfg.training["device"] == "auto" and cfg.training["deterministic"] is True
     assert cfg.training["checkpoint_every"] == 5 and cfg.training["threads"] is None
     assert cfg.recording == {"every": 1, "stats": ["grad", "act", "delta"], "top_k": None, "groups": True,
-                             "subjects": False, "subject_stats": ["grad"], "subject_keys": None}  # fmt: skip
+                             "subjects": False, "subject_stats": ["grad"], "subject_keys": None,
+                             "group_sampling": "all", "sampling_seed": 0}  # fmt: skip
+    assert cfg.raw["split"] == "none" and not cfg.settings.split.held_out
     over = load_run_config(p, overrides={"training.threads": 3, "training.device": None})
     assert over.training["threads"] == 3 and over.training["device"] == "auto"
 
@@ -166,6 +168,53 @@ def test_cnn1d_time_courses_are_transposed_to_channels_first(tmp_path):
         run(tmp_path, config(bad, "cnn1d", hidden=(4,)), out="bad")
 
 
+#: the paper's panels A-F (Table 1): task, width, activation
+PANELS = {"A": ("autoencode", 32, "relu"), "B": ("classify", 32, "relu"), "C": ("autoencode", 32, "tanh"),
+          "D": ("autoencode", 32, "sigmoid"), "E": ("autoencode", 8, "relu"), "F": ("autoencode", 64, "relu")}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_every_panel_of_every_family_differs_from_panel_a(tmp_path, family):
+    """Panels C and D of the LSTM were once bit-identical to A (its activation was ignored)."""
+    shape, meta = SHAPES[family]
+    data = make_dataset(tmp_path / "d.npz", shape, meta)
+    spectra = {}
+    for panel, (task, width, act) in PANELS.items():
+        cfg = config(data, family, task, hidden=(width,), training={"epochs": 2})
+        cfg["model"]["activation"] = act
+        run(tmp_path, cfg, out=panel)
+        df = pd.read_parquet(tmp_path / panel / "spectra.parquet")
+        spectra[panel] = df[df.stat == "grad"].set_index(["step", "key", "group", "index"]).value
+    for panel in "BCDEF":
+        assert not spectra[panel].equals(spectra["A"]), panel
+    for panel in "CD":  # same shapes as A: the values themselves differ
+        common = spectra["A"].index.intersection(spectra[panel].index)
+        assert len(common) == len(spectra["A"])
+        assert not np.allclose(spectra[panel][common], spectra["A"][common]), panel
+
+
+@pytest.mark.parametrize("axes, transposed", [(["subject", "time", "component"], False),
+                                              (["subject", "component", "time"], True)])  # fmt: skip
+def test_cnn2d_trains_on_time_courses_as_one_channel_images(tmp_path, axes, transposed):
+    t, c = 7, 3
+    stored = (t, c) if not transposed else (c, t)
+    data = make_dataset(tmp_path / "d.npz", stored, {"kind": "timecourses", "axes": axes})
+    res = run(tmp_path, config(data, "cnn2d", hidden=(4,)))
+    assert res.status == "completed"
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]
+    assert info["model_input_shape"] == [t, c] and info["transposed"] is transposed
+    df = pd.read_parquet(tmp_path / "run" / "spectra.parquet")
+    sel = df[(df.key == "convs.0.weight") & (df.group == -1) & (df.step == 0)]
+    assert len(sel[sel.stat == "act"]) == 9  # A: (N·T·C) × (1·3·3), full column rank
+    assert len(sel[sel.stat == "delta"]) == 4  # Δ: (N·T·C) × 4 output channels
+    X = np.load(data)["X"]
+    X = X.transpose(0, 2, 1) if transposed else X
+    # oracle: σ(A) of the first conv = σ of the zero-padded 3 × 3 patches of every sample
+    patches = F.unfold(torch.from_numpy(X).double().unsqueeze(1), 3, padding=1).transpose(1, 2).reshape(-1, 9)
+    want = np.linalg.svd(patches.numpy(), compute_uv=False)
+    np.testing.assert_allclose(sel[sel.stat == "act"].sort_values("index").value, want, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------- recording
 def test_two_recorders_match_separate_recording():
     """The run's main + per-subject recorders in one step give what each gives alone (bert has a
@@ -190,8 +239,8 @@ def test_two_recorders_match_separate_recording():
     for a, b in ((both_main, alone_main), (both_sub, alone_sub)):
         ia, ib = dict(a.items()), dict(b.items())
         assert ia.keys() == ib.keys() and ("positions.weight", "grad", -1) in ia
-        for k in ia:
-            np.testing.assert_array_equal(ia[k], ib[k], err_msg=str(k))
+        for k, values in ia.items():
+            np.testing.assert_array_equal(values, ib[k], err_msg=str(k))
 
 
 def test_fast_frame_writes_the_same_bytes_as_snapshot_to_frame(tmp_path):
@@ -227,9 +276,10 @@ def test_minibatches_record_the_first_batch_and_subjects(tmp_path):
         <= bs
     )
     subjects = pd.read_csv(out / "subjects.tsv", sep="\t")
-    assert list(subjects.columns) == ["index", "subject_id", "group", "class"] and len(subjects) == n
+    assert list(subjects.columns) == ["index", "subject_id", "group", "class", "split"] and len(subjects) == n
+    assert (subjects.split == "train").all()
     assert subjects.subject_id[3] == "sub-003" and subjects.group[2] == "pat"
-    with pytest.raises(InputError, match="recording.subject_keys: 'nope.*' matches no recordable weight"):
+    with pytest.raises(InputError, match=r"recording\.subject_keys: 'nope\.\*' matches no recordable weight"):
         run(tmp_path, config(data, "mlp", recording={"subjects": True, "subject_keys": ["nope.*"]}), out="bad")
 
 
@@ -241,7 +291,7 @@ def test_subject_stats_act_is_each_subjects_input_norm(tmp_path):
     assert set(sub.stat) == {"grad", "act"}
     X = np.load(data)["X"].astype(np.float64)
     act = sub[(sub.stat == "act") & (sub.key == "layers.0.weight") & (sub.group >= 0)]
-    for step, frame in act.groupby("step"):
+    for _, frame in act.groupby("step"):
         assert (frame.groupby("group").size() == 1).all()  # rank 1 per subject
         got = frame.set_index("group")["value"].sort_index().to_numpy()
         np.testing.assert_allclose(got, np.linalg.norm(X, axis=1), rtol=1e-5)

@@ -1,4 +1,5 @@
-"""Readers of a training run directory shared by the statistics and the figures.
+"""A training run directory: its layout (:class:`RunDir`, the one place its file names are
+written) and the readers shared by the statistics and the figures.
 
 A run directory (``autospec train --out DIR``) holds ``spectra.parquet`` (and optionally
 ``subject_spectra.parquet``), ``run.json`` (group names and sizes among its metadata) and
@@ -9,18 +10,86 @@ the file when it is malformed.
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import InputError
+from .spectral.store import COLUMNS
 
-SPECTRA_COLUMNS = ("step", "key", "stat", "group", "index", "value")
+#: the spectra table's columns, as the spectral store defines them
+SPECTRA_COLUMNS = tuple(COLUMNS)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory. ``RunDir(d).spectra`` is ``d/spectra.parquet``, etc.
+
+    Outputs (written at the end of a run, each atomically): ``spectra``, ``subject_spectra``,
+    ``subjects``, ``metrics``, ``model``, ``run_json``, ``manifest``. Resume state (removed when
+    the run ends): ``checkpoint`` and the ``checkpoint_parts`` directory.
+    """
+
+    path: Path
+
+    def __init__(self, path: os.PathLike | str) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def spectra(self) -> Path:
+        return self.path / "spectra.parquet"
+
+    @property
+    def subject_spectra(self) -> Path:
+        return self.path / "subject_spectra.parquet"
+
+    @property
+    def subjects(self) -> Path:
+        return self.path / "subjects.tsv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.tsv"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.pt"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def checkpoint_parts(self) -> Path:
+        return self.path / "checkpoint.parts"
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Every final output a run may write (which ones it writes depends on its config)."""
+        return (
+            self.spectra,
+            self.subject_spectra,
+            self.subjects,
+            self.metrics,
+            self.model,
+            self.run_json,
+            self.manifest,
+        )
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:
-    p = Path(run_dir) / "run.json"
+    p = RunDir(run_dir).run_json
     if not p.is_file():
         return {}
     try:
@@ -90,7 +159,7 @@ def run_group_sizes(run_dir: Path, names: dict[int, str] | None = None) -> dict[
     sizes = _id_map(_lookup(read_run_json(run_dir), ("group_sizes", "group_counts")), int)
     if sizes:
         return sizes
-    subj = Path(run_dir) / "subjects.tsv"
+    subj = RunDir(run_dir).subjects
     if subj.is_file():
         names = names or run_group_names(Path(run_dir))
         try:

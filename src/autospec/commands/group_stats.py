@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..rundir import (
+    RunDir,
     load_spectra,
     read_subjects,
     resolve_group_names,
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if not [i for i in ids if i >= 0]:
         raise InputError(f"{args.spectra[0]}: no group spectra (only the whole batch, group -1)")
     names = resolve_group_names(parse_group_names(args.group_names), run_dirs, ids)
-    inputs = list(args.spectra) + [d / "run.json" for d in run_dirs if (d / "run.json").is_file()]
+    inputs = list(args.spectra) + [RunDir(d).run_json for d in run_dirs if RunDir(d).run_json.is_file()]
 
     tables: dict[str, pd.DataFrame] = {}
     for name, fn in (("paper_step_tests", paper_step_tests), ("paper_index_tests", paper_index_tests)):
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--spectra: {err}") from None
 
     if args.subject_spectra is not None:
-        subj_path = args.subjects or args.subject_spectra.parent / "subjects.tsv"
+        subj_path = args.subjects or RunDir(args.subject_spectra.parent).subjects
         if not subj_path.is_file():
             raise InputError(f"{subj_path}: subjects table not found (needed for --subject-spectra)")
         # subjects.tsv names groups as the dataset does (run.json); --group-names may rename them

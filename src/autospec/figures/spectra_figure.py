@@ -39,10 +39,10 @@ def _dirs(value) -> list[Path]:
     return [Path(v) for v in ([value] if isinstance(value, (str, os.PathLike)) else value)]
 
 
-def _spectra(run_dir: Path, used: list[Path], name: str = "spectra.parquet") -> pd.DataFrame:
-    from ..rundir import load_spectra
+def _spectra(run_dir: Path, used: list[Path], name: str = "spectra") -> pd.DataFrame:
+    from ..rundir import RunDir, load_spectra
 
-    p = run_dir / name
+    p = getattr(RunDir(run_dir), name)
     df = load_spectra(p)
     used.append(p)
     return df
@@ -196,13 +196,13 @@ def spectra_figure(
     labels mapped to None or a missing directory are skipped. ``stats_dir`` is one
     ``group-stats`` output directory for every difference panel or a mapping label -> directory.
     """
-    from ..rundir import resolve_group_names, run_group_sizes
+    from ..rundir import RunDir, resolve_group_names, run_group_sizes
     from ..stats.multiple import bh_adjust
 
     panels = {}
     for label, v in sorted(run_dirs_by_panel.items()):
         dirs = _dirs(v) if v is not None else []
-        dirs = [d for d in dirs if (d / "spectra.parquet").is_file()]
+        dirs = [d for d in dirs if RunDir(d).spectra.is_file()]
         if dirs:
             panels[label] = dirs
     if not panels:
@@ -356,13 +356,16 @@ def training_curves(
     provenance: Mapping[str, Any] | None = None,
     sidecar_path: os.PathLike | str | None = None,
 ) -> Path:
-    """Loss and accuracy / reconstruction error over epochs, one line per run (metrics.tsv)."""
+    """Loss and accuracy / reconstruction error over epochs, one line per run (metrics.tsv); the
+    held-out subjects' curves (``test_*`` columns, runs with a ``split:``) dashed beside them."""
+    from ..rundir import RunDir
+
     if not isinstance(runs, Mapping):
         runs = {Path(r).name: r for r in runs}
     used: list[Path] = []
     tables = {}
     for label, d in runs.items():
-        p = Path(d) / "metrics.tsv"
+        p = RunDir(d).metrics
         if not p.is_file():
             raise InputError(f"{p}: metrics file not found")
         t = pd.read_csv(p, sep="\t")
@@ -374,13 +377,19 @@ def training_curves(
     with paper_style():
         fig = new_figure(height_in=2.0, width_in=7.0 if second else 3.5)
         axes = fig.subplots(1, 2 if second else 1, squeeze=False)[0]
+        held = any("test_loss" in t for t in tables.values())
         for c, (label, t) in enumerate(tables.items()):
             color = OKABE_ITO[c % len(OKABE_ITO)]
             axes[0].plot(t["epoch"], t["loss"], color=color, label=label)
             if second and second in t:
                 axes[1].plot(t["epoch"], t[second], color=color, label=label)
-        axes[0].set_ylabel("training loss")
-        if (pd.concat([t["loss"] for t in tables.values()]) > 0).all():
+            if "test_loss" in t:  # held-out subjects (split:), dashed in the run's colour
+                axes[0].plot(t["epoch"], t["test_loss"], color=color, linestyle="--", label=f"{label} (held out)")
+                if second and f"test_{second}" in t:
+                    axes[1].plot(t["epoch"], t[f"test_{second}"], color=color, linestyle="--")
+        axes[0].set_ylabel("loss (dashed: held out)" if held else "training loss")
+        losses = [t[c] for t in tables.values() for c in ("loss", "test_loss") if c in t]
+        if (pd.concat(losses) > 0).all():
             axes[0].set_yscale("log")
         if second:
             axes[1].set_ylabel({"accuracy": "accuracy", "recon_error": "reconstruction error"}[second])

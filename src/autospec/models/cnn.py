@@ -1,5 +1,5 @@
-"""Convolutional families: cnn1d (ICA time courses, (C, T)), cnn2d (MNIST, (H, W) or (C, H, W)),
-cnn3d (ICA spatial maps, (X, Y, Z) or (C, X, Y, Z)).
+"""Convolutional families: cnn1d (ICA time courses, (C, T)), cnn2d (MNIST, (H, W) or (C, H, W);
+ICA time courses as a one-channel T × C image), cnn3d (ICA spatial maps, (X, Y, Z) or (C, X, Y, Z)).
 
 Design (no BatchNorm, no pooling layers, no ConvTranspose): ``convs.0 ... convs.k`` with
 ``hidden`` output channels, kernel k (odd), padding k // 2, each followed by the activation.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..nn.elman import activation_function
+from ..nn.activations import activation_function
 from .registry import check_input, register
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -115,7 +115,9 @@ def build_cnn2d(
     kernel_size: int = 3,
     stride: int = 1,
 ) -> ConvNet:
-    """Input (H, W) or (C, H, W), e.g. (28, 28) or (1, 28, 28) for MNIST."""
+    """Input (H, W) or (C, H, W), e.g. (28, 28) or (1, 28, 28) for MNIST, or (T, C) for ICA time
+    courses: the T × C matrix is a one-channel image (kernels span neighbouring time points and
+    neighbouring components in the data's component order)."""
     return _build(2, task, input_shape, n_classes, hidden, activation, kernel_size, stride, "(H, W) or (C, H, W)")
 
 

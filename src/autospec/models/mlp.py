@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from ..nn.elman import activation_function
+from ..nn.activations import activation_function
 from .registry import check_input, register
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..nn.elman import ACTIVATIONS
+from ..nn.activations import ACTIVATIONS
 
 TASKS = ("classify", "autoencode")
 

@@ -61,10 +61,10 @@ def build_lstm(
 ) -> RecurrentNet:
     """LSTM with hidden[0] units and len(hidden) layers.
 
-    The LSTM's gate nonlinearities are fixed (sigmoid / tanh), so ``activation`` is validated by
-    :func:`build_model` but has no effect on this family.
+    ``activation`` replaces tanh in the cell candidate and the output nonlinearity
+    (``c_t = σ(f)·c + σ(i)·act(g)``, ``h_t = σ(o)·act(c_t)``); the gates stay sigmoid.
     """
     shape = _sequence_shape(input_shape, "lstm")
     width, depth = _layers(hidden, "lstm")
-    rnn = LSTM(shape[1], width, depth, batch_first=True)
+    rnn = LSTM(shape[1], width, depth, batch_first=True, activation=activation)
     return RecurrentNet(rnn, task, shape, n_classes)

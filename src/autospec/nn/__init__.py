@@ -7,8 +7,9 @@ These modules compute the same functions (``from_torch`` copies torch's weights 
 
 from __future__ import annotations
 
+from .activations import ACTIVATIONS, activation_function
 from .attention import MultiheadAttention, TransformerEncoderLayer
-from .elman import ACTIVATIONS, ElmanRNN, activation_function
+from .elman import ElmanRNN
 from .lstm import LSTM
 from .positions import LearnedPositions
 

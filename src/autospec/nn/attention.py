@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .elman import activation_function
+from .activations import activation_function
 
 
 def _additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:

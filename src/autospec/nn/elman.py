@@ -10,75 +10,15 @@ one ``ih`` and one ``hh`` Linear per layer, each called as a module:
 the recurrence, so this is the same product as T separate calls, with T times fewer hook calls);
 ``hh`` is called once per time step on (N, H), including t = 0 with h0 (zeros by default), as
 ``torch.nn.RNN`` also adds ``W_hh h0 + b_hh`` there.
-
-This module also holds the element-wise activations shared by :mod:`autospec.nn` and
-:mod:`autospec.models` (:data:`ACTIVATIONS`, :func:`activation_function`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-ActivationFn = Callable[[Tensor], Tensor]
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-def _gelu(x: Tensor) -> Tensor:
-    return F.gelu(x)
-
-
-# Functional (never in-place): in-place activations break full backward hooks.
-ACTIVATIONS: dict[str, ActivationFn] = {
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "linear": _identity,
-    "gelu": _gelu,
-}
-
-
-def activation_function(name: str, what: str = "activation") -> ActivationFn:
-    """The element-wise function called ``name``; ValueError naming the allowed ones."""
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        allowed = ", ".join(ACTIVATIONS)
-        raise ValueError(f"{what} {name!r} is not one of: {allowed}") from None
-
-
-def check_sequence(x: Tensor, input_size: int, owner: str) -> None:
-    """Raise ValueError unless ``x`` is a 3-D sequence batch with ``input_size`` features."""
-    if x.dim() != 3:
-        raise ValueError(f"{owner}: expected a 3-D input (batch, time, features), got shape {tuple(x.shape)}")
-    if x.shape[-1] != input_size:
-        raise ValueError(f"{owner}: input has {x.shape[-1]} features, module expects input_size={input_size}")
-
-
-def reset_recurrent_(layers: nn.ModuleList, hidden_size: int) -> None:
-    """torch.nn.RNN / LSTM initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / math.sqrt(hidden_size)
-    for p in layers.parameters():
-        nn.init.uniform_(p, -bound, bound)
-
-
-class RecurrentLayer(nn.Module):
-    """One recurrent layer: input projection ``ih`` and recurrent projection ``hh``.
-
-    Both map to ``out_per_step`` features: H for an Elman layer, 4H (the gates) for an LSTM layer.
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, out_per_step: int, bias: bool) -> None:
-        super().__init__()
-        self.ih = nn.Linear(input_size, out_per_step, bias=bias)
-        self.hh = nn.Linear(hidden_size, out_per_step, bias=bias)
+from .activations import ActivationFn, activation_function
+from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
 
 
 class ElmanRNN(nn.Module):
@@ -111,7 +51,7 @@ class ElmanRNN(nn.Module):
                 f"ElmanRNN: input_size, hidden_size and num_layers must be >= 1, got "
                 f"{input_size}, {hidden_size}, {num_layers}"
             )
-        self._act = activation_function(nonlinearity, "ElmanRNN nonlinearity")
+        self._act: ActivationFn = activation_function(nonlinearity, "ElmanRNN nonlinearity")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -170,16 +110,3 @@ class ElmanRNN(nn.Module):
         )
         copy_recurrent_weights(new.layers, rnn)
         return new
-
-
-def copy_recurrent_weights(layers: nn.ModuleList, rnn: nn.RNNBase) -> None:
-    """Copy torch's ``weight_{ih,hh}_l{l}`` / ``bias_{ih,hh}_l{l}`` into ``layers[l].{ih,hh}``."""
-    ref = rnn.weight_ih_l0
-    layers.to(device=ref.device, dtype=ref.dtype)
-    with torch.no_grad():
-        for i, layer in enumerate(layers):
-            for part in ("ih", "hh"):
-                lin: nn.Linear = getattr(layer, part)
-                lin.weight.copy_(getattr(rnn, f"weight_{part}_l{i}"))
-                if lin.bias is not None:
-                    lin.bias.copy_(getattr(rnn, f"bias_{part}_l{i}"))

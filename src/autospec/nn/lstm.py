@@ -4,8 +4,13 @@ Per layer, ``ih`` = Linear(in, 4H) is called once on the whole sequence and ``hh
 once per time step (t = 0 included). Gate order is torch's: input, forget, cell (g), output::
 
     i, f, g, o = split(ih(x_t) + hh(h_{t-1}), H)
-    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
-    h_t = sigmoid(o) * tanh(c_t)
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * act(g)
+    h_t = sigmoid(o) * act(c_t)
+
+``act`` is tanh by default (torch's LSTM). Another ``activation`` replaces tanh in both places,
+the cell candidate and the output nonlinearity; the gates i, f, o stay sigmoid (a gate is a
+fraction in (0, 1) whatever the activation). This is how the model battery's LSTM panels with
+ReLU / sigmoid / linear activations are meant (docs/training.md).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .elman import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
+from .activations import ActivationFn, activation_function
+from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
 
 
 class LSTM(nn.Module):
@@ -21,6 +27,8 @@ class LSTM(nn.Module):
 
     Parameter names are ``layers.{l}.ih.weight`` (4H, in), ``layers.{l}.ih.bias``,
     ``layers.{l}.hh.weight`` (4H, H), ``layers.{l}.hh.bias``, rows in gate order i, f, g, o.
+    ``activation`` (default ``"tanh"``, torch's) replaces tanh in the cell candidate and the
+    output; the gates stay sigmoid.
     """
 
     def __init__(
@@ -30,8 +38,12 @@ class LSTM(nn.Module):
         num_layers: int = 1,
         bias: bool = True,
         batch_first: bool = True,
+        *,
+        activation: str = "tanh",
     ) -> None:
         super().__init__()
+        self._act: ActivationFn = activation_function(activation, "LSTM activation")
+        self.activation = activation
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError(
                 f"LSTM: input_size, hidden_size and num_layers must be >= 1, got "
@@ -72,8 +84,8 @@ class LSTM(nn.Module):
             steps = []
             for step in range(t):
                 i, f, g, o = (pre[:, step] + layer.hh(h)).chunk(4, dim=-1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * self._act(g)
+                h = torch.sigmoid(o) * self._act(c)
                 steps.append(h)
             seq = torch.stack(steps, dim=1)
             h_fin.append(h)

@@ -1,6 +1,6 @@
 """Resumable runs: ``checkpoint.pt`` plus the spectra rows written so far.
 
-Layout in the run directory::
+Layout in the run directory (names from :class:`autospec.rundir.RunDir`)::
 
     checkpoint.pt                         model, optimizer, RNG states, epoch, recorder steps,
                                           metrics so far, the list of spectra parts (+ sha256)
@@ -16,24 +16,44 @@ O(rows²). ``checkpoint.pt`` holds only tensors, numbers, strings, lists and dic
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..atomic import atomic_output, sha256_file
 from ..errors import InputError
-from ..spectral.store import SpectraWriter, empty_frame
+from ..rundir import RunDir
 
-CHECKPOINT = "checkpoint.pt"
-PARTS_DIR = "checkpoint.parts"
-FORMAT = "autospec-checkpoint/1"
+FORMAT = "autospec-checkpoint/2"
+#: what a checkpoint of this format must hold
+KEYS = (
+    "format",
+    "config_hash",
+    "epoch",
+    "rec_steps",
+    "model",
+    "optimizer",
+    "rng",
+    "metrics",
+    "parts",
+    "last_recorded",
+    "last_groups",
+    "resumed_at",
+    "draws",
+)
+METRIC_COLUMNS = {
+    "epoch": torch.int64,
+    "loss": torch.float64,
+    "metric": torch.float64,
+    "wall_s": torch.float64,
+    "recorded": torch.bool,
+}
+TEST_COLUMNS = {"test_loss": torch.float64, "test_metric": torch.float64}
 
 
 # ---------------------------------------------------------------------------------- RNG states
@@ -44,11 +64,19 @@ def rng_states(generator: torch.Generator) -> dict[str, Any]:
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "batches": generator.get_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-    }  # fmt: skip
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out
@@ -58,46 +86,53 @@ def set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(states["torch"])
     generator.set_state(states["batches"])
     n = states["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))  # fmt: skip
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = states["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-# ---------------------------------------------------------------------------------- state
+# ---------------------------------------------------------------------------------- progress
 @dataclass
 class Progress:
-    """What the loop has done so far (restored on resume)."""
+    """What the session has done so far (restored on resume)."""
 
     epoch: int = 0  # next epoch to run
     rec_steps: dict[str, int] = field(default_factory=dict)  # recorder name -> step counter
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch (see METRIC_COLUMNS)
     parts: list[dict[str, str]] = field(default_factory=list)  # {"kind", "name", "sha256"}
-    last_recorded: torch.Tensor | None = None  # sample indices of the last recorded batch
+    last_recorded: torch.Tensor | None = None  # positions of the last recorded batch's samples
+    last_groups: torch.Tensor | None = None  # the group ids that batch was recorded with
     resumed_at: list[int] = field(default_factory=list)
+    draws: list[dict[str, Any]] = field(default_factory=list)  # matched sampling: {"step", "rows" (K, m)}
 
     def metrics_tensors(self) -> dict[str, torch.Tensor]:
-        cols = ("epoch", "loss", "metric", "wall_s", "recorded")
-        dtypes = (torch.int64, torch.float64, torch.float64, torch.float64, torch.bool)
-        return {c: torch.tensor([m[c] for m in self.metrics], dtype=d) for c, d in zip(cols, dtypes)}
+        cols = dict(METRIC_COLUMNS)
+        if self.metrics and "test_loss" in self.metrics[0]:
+            cols.update(TEST_COLUMNS)
+        return {c: torch.tensor([m[c] for m in self.metrics], dtype=d) for c, d in cols.items()}
 
     @staticmethod
     def metrics_from_tensors(t: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        n = len(t["epoch"])
-        return [{"epoch": int(t["epoch"][i]), "loss": float(t["loss"][i]), "metric": float(t["metric"][i]),
-                 "wall_s": float(t["wall_s"][i]), "recorded": bool(t["recorded"][i])} for i in range(n)]  # fmt: skip
+        cols = [*METRIC_COLUMNS, *(c for c in TEST_COLUMNS if c in t)]  # a missing column is a KeyError
+        conv = {torch.int64: int, torch.float64: float, torch.bool: bool}
+        kinds = {**METRIC_COLUMNS, **TEST_COLUMNS}
+        return [{c: conv[kinds[c]](t[c][i]) for c in cols} for i in range(len(t["epoch"]))]
 
 
+# ---------------------------------------------------------------------------------- checkpoint file
 def save_checkpoint(
-    run_dir: Path,
+    run: RunDir,
     config_hash: str,
+    *,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     progress: Progress,
-) -> Path:
+) -> None:
     """Write ``checkpoint.pt`` atomically (call after the parts it lists are in place)."""
     blob = {
         "format": FORMAT,
@@ -110,17 +145,19 @@ def save_checkpoint(
         "metrics": progress.metrics_tensors(),
         "parts": [dict(p) for p in progress.parts],
         "last_recorded": progress.last_recorded,
+        "last_groups": progress.last_groups,
         "resumed_at": list(progress.resumed_at),
+        "draws": [dict(d) for d in progress.draws],
     }
-    path = run_dir / CHECKPOINT
-    with atomic_output(path) as tmp:
-        torch.save(blob, tmp)
-    return path
+    buf = io.BytesIO()  # torch.save to a full disk raises a bare RuntimeError; Python's write an OSError
+    torch.save(blob, buf)
+    with atomic_output(run.checkpoint) as tmp:
+        tmp.write_bytes(buf.getvalue())
 
 
-def load_checkpoint(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
-    """The checkpoint in ``run_dir`` (None if there is none), checked against ``config_hash``."""
-    path = run_dir / CHECKPOINT
+def load_checkpoint(run: RunDir, config_hash: str) -> dict[str, Any] | None:
+    """The checkpoint in ``run`` (None if there is none), checked against ``config_hash``."""
+    path = run.checkpoint
     if not path.exists():
         return None
     try:
@@ -130,32 +167,43 @@ def load_checkpoint(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
         raise InputError(f"{path}: unreadable checkpoint ({first}); delete it to start afresh") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise InputError(f"{path}: not an autospec checkpoint ({FORMAT}); delete it to start afresh")
-    if blob["config_hash"] != config_hash:
+    if blob.get("config_hash") != config_hash:
         raise InputError(
-            f"{path}: written by a different run config or dataset (config hash {blob['config_hash'][:12]}, "
+            f"{path}: written by a different run config or dataset (config hash {str(blob.get('config_hash'))[:12]}, "
             f"this run {config_hash[:12]}); delete it or use another --out"
         )
+    missing = [k for k in KEYS if k not in blob]
+    if missing:
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}; delete it to start afresh")
     for part in blob["parts"]:
-        p = run_dir / PARTS_DIR / part["name"]
+        p = run.checkpoint_parts / part["name"]
         if not p.exists() or sha256_file(p) != part["sha256"]:
             raise InputError(f"{path}: its spectra part {p} is missing or changed; delete the checkpoint")
     return blob
 
 
-def progress_from(blob: dict[str, Any]) -> Progress:
-    return Progress(
-        epoch=int(blob["epoch"]),
-        rec_steps={k: int(v) for k, v in blob["rec_steps"].items()},
-        metrics=Progress.metrics_from_tensors(blob["metrics"]),
-        parts=[dict(p) for p in blob["parts"]],
-        last_recorded=blob["last_recorded"],
-        resumed_at=list(blob["resumed_at"]),
-    )
+def progress_from(blob: dict[str, Any], where: str) -> Progress:
+    """The progress stored in a checkpoint; InputError naming ``where`` when a field is malformed."""
+    try:
+        return Progress(
+            epoch=int(blob["epoch"]),
+            rec_steps={k: int(v) for k, v in blob["rec_steps"].items()},
+            metrics=Progress.metrics_from_tensors(blob["metrics"]),
+            parts=[dict(p) for p in blob["parts"]],
+            last_recorded=blob["last_recorded"],
+            last_groups=blob["last_groups"],
+            resumed_at=list(blob["resumed_at"]),
+            draws=[dict(d) for d in blob["draws"]],
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise InputError(
+            f"{where}: malformed checkpoint ({type(err).__name__}: {err}); delete it to start afresh"
+        ) from None
 
 
-def drop_unlisted_parts(run_dir: Path, parts: list[dict[str, str]]) -> None:
+def drop_unlisted_parts(run: RunDir, parts: list[dict[str, str]]) -> None:
     """Delete part files no checkpoint lists (left by a run killed between part and checkpoint)."""
-    d = run_dir / PARTS_DIR
+    d = run.checkpoint_parts
     if d.is_dir():
         keep = {p["name"] for p in parts}
         for f in d.iterdir():
@@ -163,109 +211,6 @@ def drop_unlisted_parts(run_dir: Path, parts: list[dict[str, str]]) -> None:
                 f.unlink()
 
 
-def remove_checkpoint(run_dir: Path) -> None:
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / PARTS_DIR, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------- spectra sink
-class SpectraSink:
-    """One spectra file: streams every recorded step into the final file and into the current
-    checkpoint part.
-
-    Each step goes in with one ``write_frame`` call (one Parquet row group), whether it comes from
-    the training loop or from a part replayed on resume, so a resumed run writes the same bytes.
-    """
-
-    def __init__(self, run_dir: Path, kind: str, metadata: dict[str, Any], parts: bool):
-        self.run_dir, self.kind, self.metadata = run_dir, kind, metadata
-        self.final = SpectraWriter(run_dir / f"{kind}.parquet", metadata)
-        self.use_parts = parts
-        self.part: SpectraWriter | None = None
-        self.part_path: Path | None = None
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if not len(frame):
-            return
-        self.final.write_frame(frame)
-        if self.use_parts:
-            if self.part is None:
-                self.part_path = self.run_dir / PARTS_DIR / f"{self.kind}.open.parquet"
-                self.part = SpectraWriter(self.part_path, {**self.metadata, "checkpoint_part": True})
-            self.part.write_frame(frame)
-
-    def replay(self, parts: list[dict[str, str]]) -> None:
-        """Feed the rows of earlier parts (this kind's) into the final file, step by step."""
-        for p in parts:
-            if p["kind"] != self.kind:
-                continue
-            df = pd.read_parquet(self.run_dir / PARTS_DIR / p["name"])
-            for _, step in df.groupby("step", sort=False):
-                self.final.write_frame(step.reset_index(drop=True))
-
-    def cut(self, epoch: int) -> dict[str, str] | None:
-        """Close the current part as ``<kind>.e<epoch>.parquet``; its record for the checkpoint."""
-        if self.part is None:
-            return None
-        self.part.path = self.run_dir / PARTS_DIR / f"{self.kind}.e{epoch:06d}.parquet"
-        path = self.part.close()
-        self.part = None
-        return {"kind": self.kind, "name": path.name, "sha256": sha256_file(path)}
-
-    def close(self) -> Path:
-        if self.part is not None:
-            self.part.abort()
-            self.part = None
-        return self.final.close()
-
-    def abort(self) -> None:
-        for w in (self.part, self.final):
-            if w is not None:
-                try:
-                    w.abort()
-                except Exception:
-                    pass
-        self.part = None
-
-
-# ---------------------------------------------------------------------------------- rows, priming
-def snapshot_frame(snap) -> pd.DataFrame:
-    """``snap.to_frame()`` built with whole-array operations (fast with many groups)."""
-    items = snap.items() if snap.recorded else []
-    if not items:
-        return empty_frame()
-    lens = np.array([len(v) for _, v in items], dtype=np.int64)
-    return pd.DataFrame(
-        {
-            "step": np.full(int(lens.sum()), snap.step, dtype=np.int64),
-            "key": np.repeat(np.array([k for (k, _, _), _ in items], dtype=object), lens),
-            "stat": np.repeat(np.array([s for (_, s, _), _ in items], dtype=object), lens),
-            "group": np.repeat(np.array([g for (_, _, g), _ in items], dtype=np.int64), lens),
-            "index": np.concatenate([np.arange(n, dtype=np.int32) for n in lens]),
-            "value": np.concatenate([np.asarray(v, dtype=np.float64) for _, v in items]),
-        }
-    )
-
-
-def prime_recorders(step: Callable[[], None], recorders: Sequence, model: torch.nn.Module,
-                    device: torch.device) -> None:  # fmt: skip
-    """Rebuild the recorders' input caches after a resume by running ``step`` once, recorded.
-
-    A recorder reuses work on a layer input equal to the last recorded step's (full-batch
-    training) by an exact route whose float64 results may differ from the general route in the
-    last bits. An uninterrupted run has that cache; a resumed one would not, and its spectra
-    would not be byte-identical. The cache depends only on that step's input batch and groups,
-    so ``step`` — one recorded forward + backward on that batch — rebuilds it. Its snapshot is
-    dropped; gradients, RNG states and the recorders' step counters are restored.
-    """
-    steps = [r.step for r in recorders]
-    for r in recorders:
-        r.step = 0  # a recording step whatever ``every`` is
-    devices = [device.index or 0] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            step()
-    finally:
-        model.zero_grad(set_to_none=True)
-        for r, s in zip(recorders, steps):
-            r.step = s
+def remove_checkpoint(run: RunDir) -> None:
+    run.checkpoint.unlink(missing_ok=True)
+    shutil.rmtree(run.checkpoint_parts, ignore_errors=True)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,124 @@ def run_schema() -> dict[str, Any]:
     return yaml.safe_load(resources.files("autospec").joinpath("schemas/run.schema.yaml").read_text())
 
 
+@dataclass(frozen=True)
+class ModelSettings:
+    family: str
+    task: str
+    hidden: tuple[int, ...]
+    activation: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int
+    lr: float
+    batch_size: int | None
+    shuffle: str
+    seed: int
+    device: str
+    threads: int | None
+    deterministic: bool
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    every: int
+    stats: tuple[str, ...]
+    top_k: int | None
+    groups: bool
+    subjects: bool
+    subject_stats: tuple[str, ...]
+    subject_keys: tuple[str, ...] | None
+    group_sampling: str  # "all" | "matched"
+    sampling_seed: int
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """Which subjects are held out: ``kind`` none | holdout (``fraction``) | kfold (``k``, ``fold``)."""
+
+    kind: str = "none"
+    fraction: float | None = None
+    k: int | None = None
+    fold: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, value: Any, where: str = "") -> SplitSettings:
+        suffix = f" (in {where})" if where else ""
+        if value == "none":
+            return cls()
+        holdout, kfold = "holdout" in value, "kfold" in value or "fold" in value
+        if holdout == kfold:
+            raise InputError(
+                f"run config field split: give either holdout: <fraction> or kfold: <k> with "
+                f"fold: <i>, got {value!r}{suffix}"
+            )
+        seed = int(value.get("seed", 0))
+        if holdout:
+            return cls("holdout", fraction=float(value["holdout"]), seed=seed)
+        if "kfold" not in value or "fold" not in value:
+            raise InputError(
+                f"run config field split: kfold needs both kfold: <k> and fold: <i>, got {value!r}{suffix}"
+            )
+        k, fold = int(value["kfold"]), int(value["fold"])
+        if fold >= k:
+            raise InputError(
+                f"run config field split.fold: {fold} is not below kfold={k} (folds are 0..{k - 1}){suffix}"
+            )
+        return cls("kfold", k=k, fold=fold, seed=seed)
+
+    @property
+    def held_out(self) -> bool:
+        return self.kind != "none"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The run config as typed records (what the training session reads)."""
+
+    model: ModelSettings
+    training: TrainingSettings
+    recording: RecordingSettings
+    split: SplitSettings
+
+
+def _settings(raw: dict[str, Any], where: str) -> RunSettings:
+    m, t, r = raw["model"], raw["training"], raw["recording"]
+    rec = {
+        **r,
+        "stats": tuple(r["stats"]),
+        "subject_stats": tuple(r["subject_stats"]),
+        "subject_keys": None if r["subject_keys"] is None else tuple(r["subject_keys"]),
+    }
+    settings = RunSettings(
+        model=ModelSettings(**{**m, "hidden": tuple(m["hidden"]), "options": dict(m["options"])}),
+        training=TrainingSettings(**t),
+        recording=RecordingSettings(**rec),
+        split=SplitSettings.parse(raw["split"], where),
+    )
+    if settings.recording.group_sampling == "matched" and not settings.recording.groups:
+        raise InputError(
+            "run config field recording.group_sampling: 'matched' draws per-group subsets, but "
+            f"recording.groups is false{f' (in {where})' if where else ''}"
+        )
+    return settings
+
+
 @dataclass
 class RunConfig:
-    """A validated run config: ``raw`` is the resolved mapping (defaults filled, ``data`` absolute)."""
+    """A validated run config: ``raw`` is the resolved mapping (defaults filled, ``data`` absolute);
+    ``settings`` the same as typed records."""
 
     raw: dict[str, Any]
     source: Path | None = None
+    settings: RunSettings = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.settings = _settings(self.raw, str(self.source) if self.source else "")
 
     @property
     def data(self) -> Path:
