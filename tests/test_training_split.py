@@ -196,21 +196,19 @@ def test_matched_sampling_records_equal_subsets_shared_by_training_seeds(tmp_pat
                 np.testing.assert_allclose(grad, want[: len(grad)], rtol=1e-4, atol=1e-7 * want[0])
 
 
-def test_subjects_tsv_carries_the_covariates(tmp_path, monkeypatch):
-    import autospec.training.session as session_module
-
+def test_subjects_tsv_carries_the_covariates(tmp_path):
     ds = cohort(standardize=None)
     ds.covariates = {"age": np.linspace(20, 60, ds.n), "site": np.array(["A", "B"] * (ds.n // 2))}
-    save_dataset(tmp_path / "d.npz", ds)
-    monkeypatch.setattr(session_module, "load_dataset", lambda path: ds)
+    save_dataset(tmp_path / "d.npz", ds)  # the covariates go through the file, as preprocess writes them
     run(tmp_path, config(tmp_path / "d.npz", recording={"subjects": True}))
     subjects = pd.read_csv(tmp_path / "run" / "subjects.tsv", sep="\t")
     assert list(subjects.columns) == ["index", "subject_id", "group", "class", "split", "age", "site"]
     np.testing.assert_allclose(subjects.age, ds.covariates["age"])
     assert subjects.site.tolist() == ds.covariates["site"].tolist()
     ds.covariates = {"group": np.zeros(ds.n)}
+    save_dataset(tmp_path / "clash.npz", ds)
     with pytest.raises(InputError, match="dataset covariate 'group': clashes"):
-        run(tmp_path, config(tmp_path / "d.npz", recording={"subjects": True}), out="bad")
+        run(tmp_path, config(tmp_path / "clash.npz", recording={"subjects": True}), out="bad")
     assert not (tmp_path / "bad").exists()
 
 

@@ -37,6 +37,9 @@ from ..errors import InputError
 
 REQUIRED = ("X", "y", "groups", "subject_ids", "class_names", "group_names", "meta_json")
 COVARIATE_NAMES = "covariate_names"
+#: ``meta["standardize"]`` value asking the trainer to standardise each feature with the mean and
+#: sd of the training subjects (nothing is fitted across subjects in preprocessing)
+STANDARDIZE_FEATURES = "features"
 
 
 def covariate_key(k: int) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .cohort import CohortConfig
-from .dataset import Dataset
+from .dataset import STANDARDIZE_FEATURES, Dataset
 from .freesurfer import table_volumes, volumes_table
 from .preprocess_common import base_meta, dataset_fields, subjects_for
 from .preprocess_spatialmaps import preprocess_spatial_maps
@@ -32,8 +32,6 @@ __all__ = ["preprocess", "preprocess_spatial_maps", "preprocess_timecourses", "p
 
 log = logging.getLogger(__name__)
 
-#: ``meta["standardize"]`` value: standardise each feature with mean/sd of the training subjects
-STANDARDIZE_FEATURES = "features"
 
 
 def preprocess_volumes(cfg: CohortConfig, subjects: CohortSubjects | None = None) -> Dataset:

@@ -15,16 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.dataset import Dataset
+from ..data.dataset import STANDARDIZE_FEATURES, Dataset
+from ..data.kinds import TIME_FIRST_KINDS
 from ..errors import InputError
 from .config import RunSettings
 from .split import held_out
-
-#: dataset kinds whose samples are (time, channel) sequences
-TIME_FIRST_KINDS = ("timecourses", "sinusoid")
-
-#: ``meta["standardize"]`` value asking the trainer to standardise each feature on the training subjects
-STANDARDIZE_FEATURES = "features"
 
 Layout = Callable[[Dataset, str], bool]  # -> swap the sample's last two axes?
 LAYOUTS: dict[str, Layout] = {}
