@@ -24,6 +24,7 @@ import jsonschema
 import yaml
 
 from ..errors import InputError
+from ..safe_yaml import load_yaml
 from ..validation import describe, fill_and_validate, more_problems
 from .subjects import KINDS, CohortSubjects, cohort_subjects
 
@@ -171,7 +172,7 @@ def load_cohort_config(
         source = Path(path_or_dict).resolve()
         where = str(source)
         try:
-            doc = yaml.safe_load(source.read_text())
+            doc = load_yaml(source, "cohort config")
         except FileNotFoundError:
             raise InputError(f"{source}: cohort config file not found") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
