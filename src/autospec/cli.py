@@ -25,9 +25,12 @@ import importlib
 import math
 import os
 import pkgutil
+import re
 import sys
+from pathlib import Path
 
 from . import commands
+from .atomic import final_name
 from .errors import InputError
 
 #: exit status of a bad input (argument, file, field) or an environment the command cannot use
@@ -120,14 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         _bound_numeric_options(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
 def _os_error_line(err: OSError, args: argparse.Namespace) -> str:
-    reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
-    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
-    if not paths:  # e.g. a library's write error: name the command's outputs instead
+    """``<reason>: <path>`` for an OSError; the path is the target, never an atomic temporary."""
+    code = err.errno
+    if code is None:  # some libraries put "[errno N]" in the text only
+        m = re.search(r"\[errno (\d+)\]", str(err), re.I)
+        code = int(m.group(1)) if m else None
+    # the system's wording of the errno (pyarrow's strerror is "Error writing bytes to file. Detail: ...")
+    reason = (os.strerror(code) if code else err.strerror) or " ".join(str(err).split()) or type(err).__name__
+    paths = list(dict.fromkeys(final_name(p) for p in (err.filename, err.filename2) if p is not None))
+    if isinstance(err, FileExistsError) and paths and not Path(paths[0]).is_dir():
+        reason = "exists and is not a directory"  # mkdir(exist_ok=True) on a file
+    if not paths:  # a library's write error: name the command's outputs instead
         outs = [f"--{a.replace('_', '-')} {getattr(args, a)}" for a in OUTPUT_ARGS if getattr(args, a, None)]
         return f"{reason} (while writing {', '.join(outs)})" if outs else reason
     return f"{reason}: {' -> '.join(paths)}"
@@ -136,7 +147,9 @@ def _os_error_line(err: OSError, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the sub-command, which knows its options (`autospec train: error: ...`)
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     # the exact command line, for provenance (handed to the steps, never read from a global)
     args.invocation = [sys.executable, "-m", "autospec", *argv]
     prog = f"autospec {args.command}"

@@ -7,10 +7,20 @@ though JSON-schema allows integral floats; a width or epoch count must be writte
 from __future__ import annotations
 
 import copy
+import functools
 import math
+from importlib import resources
 from typing import Any
 
 import jsonschema
+
+from .safe_yaml import load_yaml
+
+
+@functools.cache
+def packaged_schema(name: str) -> dict[str, Any]:
+    """A JSON-schema shipped in ``autospec/schemas/`` (read once; shared: do not modify it)."""
+    return load_yaml(resources.files("autospec").joinpath("schemas", name).read_text(), f"schema {name}")
 
 
 def _with_defaults(cls):

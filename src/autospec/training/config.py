@@ -13,18 +13,17 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..safe_yaml import load_yaml
-from ..validation import describe, fill_and_validate, first_non_finite, more_problems
+from ..validation import describe, fill_and_validate, first_non_finite, more_problems, packaged_schema
 
 
 def run_schema() -> dict[str, Any]:
     """The run-config JSON-schema (a dict), read from the installed package."""
-    return load_yaml(resources.files("autospec").joinpath("schemas/run.schema.yaml").read_text(), "run schema")
+    return copy.deepcopy(packaged_schema("run.schema.yaml"))
 
 
 @dataclass

@@ -21,7 +21,6 @@ import copy
 import os
 import re
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,7 +30,7 @@ from referencing import Registry, Resource
 
 from ..errors import InputError
 from ..safe_yaml import load_yaml, yaml12_scalar
-from ..validation import DefaultFillingValidator, describe, first_non_finite, more_problems
+from ..validation import DefaultFillingValidator, describe, first_non_finite, more_problems, packaged_schema
 
 #: budgets of a workflow config (the default study's merged config has ~500 values, depth 6)
 MAX_NODES = 20_000
@@ -82,8 +81,7 @@ def _registry(schema_path: Path) -> tuple[dict[str, Any], Registry]:
         path = Path(url2pathname(urlparse(uri).path))
         if path.parent.parts[-2:] == ("autospec", "schemas"):
             # autospec's own schemas: the installed package's copy, which the steps validate with
-            text = resources.files("autospec").joinpath("schemas", path.name).read_text()
-            return Resource.from_contents(load_yaml(text, f"schema {path.name}"))
+            return Resource.from_contents(packaged_schema(path.name))
         return Resource.from_contents(load_yaml(path, "schema"))
 
     return schema, Registry(retrieve=retrieve).with_resource(schema["$id"], Resource.from_contents(schema))  # type: ignore[call-arg]
@@ -123,9 +121,7 @@ def _strip_defaults(schema: Any) -> Any:
 
 def _override_schemas() -> dict[str, dict[str, Any]]:
     """The run schema's training / recording blocks without defaults, minus what the workflow sets."""
-    from ..training.config import run_schema
-
-    props = run_schema()["properties"]
+    props = packaged_schema("run.schema.yaml")["properties"]
     out = {}
     for block, fixed in (("training", "seed"), ("recording", "groups")):
         sch = _strip_defaults(copy.deepcopy(props[block]))

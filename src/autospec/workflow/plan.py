@@ -19,6 +19,7 @@ train`` makes), so a bad value stops the plan, naming the field, before any job 
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from ..validation import describe, fill_and_validate, more_problems, packaged_schema
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,18 @@ def _experiments(config: dict[str, Any], sources) -> tuple[dict[str, Experiment]
     return experiments, cells
 
 
-def _runs(config: dict[str, Any], cells: dict[str, Cell]) -> dict[str, dict[str, Any]]:
-    from ..training.config import validate_run_config
+def _check_run(runid: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings checked against the run schema, its defaults filled (as autospec train does)."""
+    block = copy.deepcopy({"data": "data.npz", **settings})
+    problem = fill_and_validate(block, packaged_schema("run.schema.yaml"))
+    if problem:
+        path, msg = describe(problem[0])
+        raise InputError(f"config: run {runid}: run config field {path}: {msg}{more_problems(problem[1])}")
+    block.pop("data")
+    return block
 
+
+def _runs(cells: dict[str, Cell]) -> dict[str, dict[str, Any]]:
     runs = {}
     for name, c in cells.items():
         for k in c.seeds:
@@ -258,13 +269,7 @@ def _runs(config: dict[str, Any], cells: dict[str, Cell]) -> dict[str, dict[str,
                 "training": {**c.training, "seed": k},
                 "recording": {**c.recording, "groups": True, "subjects": subjects},
             }
-            runid = f"{name}/seed{k}"
-            try:
-                checked = validate_run_config({"data": "data.npz", **settings})
-            except InputError as err:
-                raise InputError(f"config: run {runid}: {err}") from None
-            checked.pop("data")
-            runs[runid] = checked
+            runs[f"{name}/seed{k}"] = _check_run(f"{name}/seed{k}", settings)
     return runs
 
 
@@ -294,7 +299,7 @@ def plan_study(config: dict[str, Any]) -> StudyPlan:
     }
     results = safe_path(Path(config["results"]).as_posix())
     plan = StudyPlan(config, results, config["study"], sources, experiments, cells)
-    plan.runs = _runs(config, cells)
+    plan.runs = _runs(cells)
     return plan
 
 
