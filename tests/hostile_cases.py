@@ -190,7 +190,7 @@ def bomb(depth: int = 9, mapping: bool = False) -> str:
 
 # ------------------------------------------------------------------------------ normalisation
 def normalise(text: str, tmp: Path) -> str:
-    for d, name in ((tmp, "<tmp>"), (tmp.parent, "<root>")):
+    for d, name in (*((c, "<chain>") for c in _CHAINS.values()), (tmp, "<tmp>"), (tmp.parent, "<root>")):
         text = text.replace(str(d.resolve()), name).replace(str(d), name)
     text = re.sub(r"pid \d+ on host \S+, started [0-9T:+-]+", "pid <pid> on host <host>, started <time>", text)
     return re.sub(r"\b[0-9a-f]{64}\b", "<sha>", text)
@@ -214,7 +214,7 @@ RUN_HEAD = "data: DATA\nmodel:\n  family: mlp\n"
 @case(
     "yaml-bomb-list",
     "yaml",
-    "642-byte run.yaml: nested list anchors in `model.options` (10⁹ values)",
+    "a 600-byte run.yaml: nested list anchors in `model.options` (10⁹ values)",
     r"run config refused: more than 100,000 values once its \d+ aliases are expanded \(a YAML bomb\?\)",
 )
 def _(tmp):
@@ -265,6 +265,16 @@ def _(tmp):
 )
 def _(tmp):
     return train_with(tmp, RUN_HEAD + "training:\n  epochs: 3\n  lr: 0.01\n  epochs: 30\n")
+
+
+@case(
+    "yaml-nul",
+    "yaml",
+    'a NUL character in a path (`data: "d\\0.npz"`)',
+    r"run config refused: a NUL character in a value \(line 1\)",
+)
+def _(tmp):
+    return train_with(tmp, 'data: "d\\0.npz"\nmodel: {family: mlp}\n')
 
 
 @case(
@@ -801,7 +811,7 @@ for _id, _what, _change, _expect in [
 _CHAINS: dict[str, Path] = {}
 
 
-def figure_chain(root: Path) -> Path:
+def figure_chain(root: Path, copy: bool = True) -> Path:
     """raw csv -> data.npz -> 2 runs -> group-stats -> spectra figure (built once, copied per case)."""
     if "figure" not in _CHAINS:
         sys.path.insert(0, str(REPO / "tests"))
@@ -827,6 +837,8 @@ def figure_chain(root: Path) -> Path:
             fig = Path("figs") / "spectra.png"
             spectra_figure({"A": runs[0], "G": runs}, "stats", fig, fig.with_suffix(".pdf"), provenance={"rule": "fig"})
         _CHAINS["figure"] = base
+    if not copy:  # the chain itself (its sidecar and manifests record absolute paths into it)
+        return _CHAINS["figure"]
     dst = root / "chain"
     shutil.copytree(_CHAINS["figure"], dst)
     return dst

@@ -74,6 +74,11 @@ def test_size_encoding_and_syntax(tmp_path):
     assert load_yaml("") is None and load_yaml(b"a: 1") == {"a": 1}
 
 
+def test_nul_characters_in_values_are_refused():
+    refused('data: "d\\0.npz"\n', r"a NUL character in a value \(line 1\)")
+    refused('{"a\\0": 1}', r"a NUL character")
+
+
 def test_duplicate_keys_and_object_tags_are_refused():
     refused("training:\n  epochs: 3\n  epochs: 30\n", r"duplicate key 'epochs' \(lines 2 and 3\)")
     assert load_yaml("a: &a {x: 1}\nb: {<<: *a, x: 2}\n")["b"] == {"x": 2}  # a merge key may be overridden

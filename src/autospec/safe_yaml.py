@@ -10,7 +10,8 @@ through :func:`load_yaml`. It is PyYAML's safe loader (no Python objects are eve
   before anything is built, so a "billion laughs" file (nested anchors) is refused in
   milliseconds instead of expanding to gigabytes in whatever walks the result later (config
   hashing, JSON-schema validation, ``copy.deepcopy``); recursive aliases are refused too;
-- duplicate keys refused (PyYAML silently keeps the last one: ``epochs: 3`` twice is a typo);
+- duplicate keys refused (PyYAML silently keeps the last one: ``epochs: 3`` twice is a typo), and
+  NUL characters in values (an escape could put one in a path, which the OS refuses later);
 - YAML 1.2 floats: ``1e-3``, ``2E5``, ``.5`` are numbers (YAML 1.1, PyYAML's default, needs a dot
   and a signed exponent, so ``lr: 1e-3`` would be the *string* "1e-3").
 
@@ -89,6 +90,14 @@ class BoundedSafeLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_scalar(self, node):
+        value = super().construct_scalar(node)
+        if isinstance(value, str) and "\x00" in value:  # only an escape ("\0") can put it there
+            raise _Refused(
+                f"a NUL character in a value (line {node.start_mark.line + 1}); no file name or field holds one"
+            )
+        return value
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, MappingNode):
@@ -174,6 +183,21 @@ def _read(path: Path, max_bytes: int, what: str) -> str:
         ) from None
 
 
+def _text_of(path_or_text: os.PathLike | str | bytes, what: str, max_bytes: int) -> tuple[str, str]:
+    """(name for messages, document text) of a file or an in-memory document."""
+    if isinstance(path_or_text, os.PathLike):
+        return str(path_or_text), _read(Path(path_or_text), max_bytes, what)
+    where = f"<{what}>"
+    if isinstance(path_or_text, bytes):
+        try:
+            path_or_text = path_or_text.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{where}: unreadable {what} (not UTF-8 text: offset {err.start})") from None
+    if len(path_or_text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise InputError(f"{where}: {what} refused: larger than {max_bytes:,} bytes")
+    return where, path_or_text
+
+
 def load_yaml(
     path_or_text: os.PathLike | str | bytes,
     what: str = "YAML document",
@@ -200,22 +224,11 @@ def load_yaml(
         build a Python object) or refused (too large, too deep, a bomb, a recursive alias, a
         duplicate key).
     """
-    if isinstance(path_or_text, os.PathLike):
-        where = str(path_or_text)
-        text = _read(Path(path_or_text), max_bytes, what)
-    else:
-        where = f"<{what}>"
-        if isinstance(path_or_text, bytes):
-            try:
-                path_or_text = path_or_text.decode("utf-8-sig")
-            except UnicodeDecodeError as err:
-                raise InputError(f"{where}: unreadable {what} (not UTF-8 text: offset {err.start})") from None
-        if len(path_or_text.encode()) > max_bytes:
-            raise InputError(f"{where}: {what} refused: larger than {max_bytes:,} bytes")
-        text = path_or_text
-    loader = BoundedSafeLoader(text)
-    loader.max_depth = max_depth
+    where, text = _text_of(path_or_text, what, max_bytes)
+    loader = None
     try:
+        loader = BoundedSafeLoader(text)  # its reader refuses non-printable characters at once
+        loader.max_depth = max_depth
         root = loader.get_single_node()
         if root is None:
             return None
@@ -235,4 +248,5 @@ def load_yaml(
     except RecursionError:
         raise InputError(f"{where}: {what} refused: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

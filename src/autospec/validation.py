@@ -54,11 +54,17 @@ DefaultFillingValidator = _with_defaults(
 MAX_MESSAGE = 240
 
 
+def _key(key: object) -> str:
+    """A mapping key as it appears in a field path; quoted when it holds unprintable characters."""
+    text = str(key)
+    return text if text.isprintable() and text else repr(text)
+
+
 def field_path(err: jsonschema.ValidationError) -> str:
     """The dotted path of the failing field (``training.epochs``, ``model.hidden[1]``); '' at the top."""
     parts: list[str] = []
     for p in err.absolute_path:
-        parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
+        parts.append(f"[{p}]" if isinstance(p, int) else (f".{_key(p)}" if parts else _key(p)))
     return "".join(parts)
 
 
@@ -81,12 +87,12 @@ def describe(err: jsonschema.ValidationError) -> tuple[str, str]:
     if err.validator == "required" and isinstance(err.instance, dict):
         missing = [r for r in err.validator_value if r not in err.instance]
         if missing:
-            path, msg = f"{path}.{missing[0]}" if path else missing[0], "required field is missing"
+            path, msg = f"{path}.{_key(missing[0])}" if path else _key(missing[0]), "required field is missing"
     elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
         known = set(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in known]
         if extra:
-            path = f"{path}.{extra[0]}" if path else str(extra[0])
+            path = f"{path}.{_key(extra[0])}" if path else _key(extra[0])
             msg = f"unknown field (allowed: {', '.join(sorted(known))})"
     msg = " ".join(msg.split())
     return path, msg if len(msg) <= MAX_MESSAGE else msg[: MAX_MESSAGE - 3] + "..."

@@ -178,10 +178,11 @@ class _Auditor:
         actual = self.sha(p, depth)
         if actual is None:
             return
+        at = f"  (found at {p})" if ref.get("abspath") and p == Path(ref["abspath"]) and str(p) != shown else ""
         if expected and actual != expected:
-            self.problem(depth, f"changed: {shown} (expected sha256 {expected}, found {actual}; recorded in {via})")
+            self.problem(depth, f"changed: {shown}{at} (expected sha256 {expected}, found {actual}; recorded in {via})")
         else:
-            self.line(depth, f"{shown}  ok  sha256 {actual[:12]}")
+            self.line(depth, f"{shown}  ok  sha256 {actual[:12]}{at}")
         if follow:
             self.follow(p, ref, shown, depth, via)
 
@@ -263,7 +264,9 @@ def _find_sidecar(fig: Path, explicit: Path | None, emb: dict[str, str]) -> Path
     if explicit is not None:
         return explicit
     named = emb.get("sidecar")
-    cands = ([fig.parent / named] if named else []) + [sidecar_path_for(fig), fig.with_name(fig.name + ".prov.json")]
+    if named:  # the figure says where its sidecar is: a missing one is reported, not looked for elsewhere
+        return fig.parent / named
+    cands = [sidecar_path_for(fig), fig.with_name(fig.name + ".prov.json")]
     return next((c for c in cands if _is_file(c)), None)
 
 
