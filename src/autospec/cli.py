@@ -59,7 +59,7 @@ OUTPUT_ARGS = ("out", "out_png", "out_pdf", "provenance_json", "mean_map")
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors on one line (``autospec CMD: error: ...``), exit status 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 

@@ -153,7 +153,7 @@ class _Auditor:
         return self._hash[key]
 
     def locate(self, ref: dict[str, Any], base: Path | None) -> Path | None:
-        raw = ref.get("path") or ref.get("abspath")
+        raw: str = ref.get("path") or ref["abspath"]  # _ref() made sure one of them is a string
         cands = [Path(raw)]
         if not Path(raw).is_absolute():
             # the recording step's working directory is usually an ancestor of the referencing file
@@ -169,7 +169,7 @@ class _Auditor:
         if ref is None:
             self.problem(depth, f"malformed: {via} (a file reference is not {{path, sha256}}: {repr(item)[:80]})")
             return
-        shown = ref.get("path") or ref.get("abspath")
+        shown: str = ref.get("path") or ref["abspath"]
         p = self.locate(ref, base)
         expected = ref.get("sha256")
         if p is None:

@@ -224,7 +224,8 @@ def _cell(config: dict, pair: dict, *, model: str, label: str, exp: str, cells: 
 
 
 def _experiments(config: dict[str, Any], sources) -> tuple[dict[str, Experiment], dict[str, dict]]:
-    experiments, cells = {}, {}
+    experiments: dict[str, Experiment] = {}
+    cells: dict[str, dict] = {}
     for source, (_type, kinds) in sources.items():
         for kind in kinds:
             for model, pair in (config["experiments"].get(kind) or {}).items():
