@@ -6,6 +6,9 @@ subprocess where the case needs a full disk, dropped privileges or a second proc
 line (audit: the first line) matching ``expect``, no traceback; ``scripts/robustness_doc.py``
 writes the table of docs/robustness.md from the same outcomes (a test checks it is current).
 
+One module on purpose (longer than the project's usual 400 lines): it is a table, read top to
+bottom by the doc generator in the order the doc shows it; a new case is a few lines in its group.
+
 Messages are normalised for the doc: the case's temporary directory becomes ``<tmp>``, and the
 pid, host and time of a lock holder become ``<pid>``, ``<host>``, ``<time>``.
 """
