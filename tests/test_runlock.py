@@ -43,6 +43,12 @@ def test_a_failed_start_in_a_new_directory_leaves_nothing(tmp_path):
     rc, err = cli("train", "--config", tmp_path / "none.yaml", "--out", tmp_path / "new" / "run")
     assert rc == 2 and "run config file not found" in err
     assert not (tmp_path / "new" / "run").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    rc, err = cli("train", "--config", tmp_path / "none.yaml", "--out", existing)
+    assert rc == 2 and list(existing.iterdir()) == []  # no lock file left in a directory that was there
+    rc, err = cli("train", "--config", tmp_path / "none.yaml", "--out", "")
+    assert rc == 2 and "--out: an empty path" in err
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="exists and is not a directory"), run_lock(tmp_path / "file"):
         pass

@@ -69,8 +69,11 @@ def run_lock(out_dir: os.PathLike | str, what: str = "autospec train") -> Iterat
     InputError
         ``out_dir`` is not a directory, or the directory / lock file cannot be created.
     """
+    if not os.fspath(out_dir):
+        raise InputError("--out: an empty path (it would be the working directory)")
     out = Path(out_dir)
     created = not out.exists()
+    new_lock = created or not (out / LOCK_NAME).exists()
     fd = _open_lock_file(out, what)
     locked = False
     try:
@@ -93,10 +96,11 @@ def run_lock(out_dir: os.PathLike | str, what: str = "autospec train") -> Iterat
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         yield out / LOCK_NAME
     except BaseException:
-        if created and locked:  # a directory made for nothing: leave no trace of the failed start
+        if new_lock and locked:  # a failed start leaves no trace: the lock file, a directory made for it
             with contextlib.suppress(OSError):
                 (out / LOCK_NAME).unlink()
-                out.rmdir()  # only if nothing else was written
+                if created:
+                    out.rmdir()  # only if nothing else was written
         raise
     finally:
         os.close(fd)  # closing the only descriptor releases the flock
