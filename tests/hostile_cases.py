@@ -618,6 +618,28 @@ def _(tmp):
 
 
 @case(
+    "disk-full-preprocess",
+    "fs",
+    "disk full while `preprocess` writes a cohort's data (ENOSPC); nothing left behind",
+    r"No space left on device",
+    needs="unshare",
+)
+def _(tmp):
+    chain = cohort_chain(tmp)  # its generated cohort, read only
+    argv = [
+        "preprocess",
+        "--cohort-config",
+        str(chain / "cohorts/c/cohort.yaml"),
+        "--kind",
+        "timecourses",
+        "--out",
+        str(tmp / "mnt" / "t.npz"),
+        "-q",
+    ]
+    return on_full_disk(tmp / "mnt", argv, size="8k")
+
+
+@case(
     "second-writer",
     "fs",
     "a second `autospec train` on a run directory in use",
