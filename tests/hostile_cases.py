@@ -604,6 +604,18 @@ def _(tmp):
 
 
 @case(
+    "disk-full-manifest",
+    "fs",
+    "disk full after `make-sinusoid` wrote its data, before its manifest: no data without a manifest",
+    r"No space left on device",
+    needs="unshare",
+)
+def _(tmp):
+    argv = ["make-sinusoid", "--out", str(tmp / "mnt" / "x.npz"), "--n-per-class", "8", "--length", "64"]
+    return on_full_disk(tmp / "mnt", argv, size="8k")
+
+
+@case(
     "disk-full-train",
     "fs",
     "disk full while `train` writes its run directory (ENOSPC); no outputs left",

@@ -6,10 +6,10 @@ record the manifests of their inputs (``inputs[i].manifest``: path and sha256), 
 manifests leads back to raw files and ``autospec audit`` knows which manifests must exist: a
 deleted one is reported, never skipped.
 
-Steps build the dict with :func:`build_manifest` and write it with :func:`write_manifest`, or,
-inside an :func:`~autospec.atomic.atomic_outputs` block, pass ``(final, temporary)`` pairs as
-``outputs`` (the temporaries are hashed, the final names recorded) and write
-:func:`manifest_text` into the manifest's own temporary.
+Steps write outputs and manifest together with :func:`write_with_manifest` (all or nothing), or,
+inside their own :func:`~autospec.atomic.atomic_outputs` block, pass ``(final, temporary)`` pairs
+as ``outputs`` of :func:`build_manifest` (the temporaries are hashed, the final names recorded)
+and write :func:`manifest_text` into the manifest's own temporary.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import sha256_file, write_text_atomic
+from .atomic import atomic_outputs, sha256_file, write_text_atomic
 from .errors import InputError
 from .versions import code_version, host_info, package_versions
 
@@ -95,6 +95,28 @@ def manifest_text(manifest: Mapping[str, Any]) -> str:
 
 def write_manifest(path: os.PathLike | str, manifest: Mapping[str, Any]) -> None:
     write_text_atomic(path, manifest_text(manifest))
+
+
+def write_with_manifest(
+    outputs: Sequence[os.PathLike | str],
+    manifest: os.PathLike | str,
+    write: Callable[[Sequence[Path]], None],
+    step: str,
+    *,
+    inputs: Sequence[os.PathLike | str] = (),
+    params: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``outputs`` (``write`` fills their temporaries) and their manifest, all or nothing.
+
+    Nothing appears at the final names unless every output and the manifest were written: a full
+    disk while writing the manifest leaves no output without one.
+    """
+    finals = [Path(p) for p in outputs]
+    with atomic_outputs(*finals, manifest) as temps:
+        write(temps[:-1])
+        man = build_manifest(step, inputs, outputs=list(zip(finals, temps[:-1])), params=params, extra=extra)
+        temps[-1].write_text(manifest_text(man))
 
 
 def read_manifest(path: os.PathLike | str) -> dict[str, Any]:
