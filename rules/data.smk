@@ -11,18 +11,15 @@ checkpoint make_demo_cohort:
     log:
         f"{R}/logs/make_demo_cohort/{{cohort}}.log",
     wildcard_constraints:
-        cohort=alternatives(GENERATED),
+        cohort=alternatives(PLAN.generated),
     conda:
         "../envs/autospec.yaml"
     threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime"],
     params:
         outdir=lambda w: f"{R}/cohorts/{w.cohort}",
-        args=generate_args,
+        args=lambda w: step_args.generate_args(PLAN, w.cohort),
     shell:
-        "python -m autospec make-demo-cohort --out {params.outdir} {params.args} --force > {log} 2>&1"
+        "python -m autospec make-demo-cohort --out {params.outdir:q} {params.args:q} --force > {log:q} 2>&1"
 
 
 rule preprocess:
@@ -35,25 +32,22 @@ rule preprocess:
     log:
         f"{R}/logs/preprocess/{{cohort}}/{{kind}}.log",
     wildcard_constraints:
-        cohort=alternatives(COHORTS),
+        cohort=alternatives(PLAN.cohorts),
         kind="volumes|timecourses",
     conda:
         "../envs/autospec.yaml"
     threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime"],
     params:
-        name=lambda w: cohort_name(w.cohort),
+        name=lambda w: PLAN.cohort_name(w.cohort),
+        kind=lambda w: w.kind,
+        extra=[],
     shell:
-        "python -m autospec preprocess --cohort-config {input.cohort_config} --cohort {params.name} "
-        "--kind {wildcards.kind} --out {output.data} > {log} 2>&1"
+        "python -m autospec preprocess --cohort-config {input.cohort_config:q} --cohort {params.name:q} "
+        "--kind {params.kind:q} --out {output.data:q} {params.extra:q} > {log:q} 2>&1"
 
 
-rule preprocess_spatialmaps:
-    input:
-        cohort_config=cohort_yaml,
-        raw=cohort_raw_inputs,
+# The spatial maps also give the group-mean map that the brain figure draws.
+use rule preprocess as preprocess_spatialmaps with:
     output:
         data=f"{R}/{{cohort}}/spatialmaps/data.npz",
         manifest=f"{R}/{{cohort}}/spatialmaps/data.npz.manifest.json",
@@ -62,18 +56,11 @@ rule preprocess_spatialmaps:
     log:
         f"{R}/logs/preprocess/{{cohort}}/spatialmaps.log",
     wildcard_constraints:
-        cohort=alternatives(COHORTS),
-    conda:
-        "../envs/autospec.yaml"
-    threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime"],
+        cohort=alternatives(PLAN.cohorts),
     params:
-        name=lambda w: cohort_name(w.cohort),
-    shell:
-        "python -m autospec preprocess --cohort-config {input.cohort_config} --cohort {params.name} "
-        "--kind spatialmaps --out {output.data} --mean-map {output.mean_map} > {log} 2>&1"
+        name=lambda w: PLAN.cohort_name(w.cohort),
+        kind="spatialmaps",
+        extra=lambda w, output: ["--mean-map", output.mean_map],
 
 
 rule prepare_mnist:
@@ -85,17 +72,14 @@ rule prepare_mnist:
     log:
         f"{R}/logs/prepare_mnist/{{source}}.log",
     wildcard_constraints:
-        source=alternatives(MNIST),
+        source=alternatives(PLAN.datasets_of("mnist")),
     conda:
         "../envs/autospec.yaml"
     threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime"],
     params:
-        args=mnist_args,
+        args=lambda w: step_args.mnist_args(PLAN, w.source),
     shell:
-        "python -m autospec prepare-mnist --out {output.data} {params.args} > {log} 2>&1"
+        "python -m autospec prepare-mnist --out {output.data:q} {params.args:q} > {log:q} 2>&1"
 
 
 rule make_sinusoid:
@@ -105,14 +89,11 @@ rule make_sinusoid:
     log:
         f"{R}/logs/make_sinusoid/{{source}}.log",
     wildcard_constraints:
-        source=alternatives(SINUSOID),
+        source=alternatives(PLAN.datasets_of("sinusoid")),
     conda:
         "../envs/autospec.yaml"
     threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime"],
     params:
-        args=sinusoid_args,
+        args=lambda w: step_args.sinusoid_args(PLAN, w.source),
     shell:
-        "python -m autospec make-sinusoid --out {output.data} {params.args} > {log} 2>&1"
+        "python -m autospec make-sinusoid --out {output.data:q} {params.args:q} > {log:q} 2>&1"

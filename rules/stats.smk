@@ -11,14 +11,11 @@ rule group_stats:
     benchmark:
         f"{R}/benchmarks/group_stats/{{cell}}.tsv"
     wildcard_constraints:
-        cell=alternatives(DIFF_CELLS),
+        cell=alternatives(PLAN.diff_cells),
     conda:
         "../envs/autospec.yaml"
     threads: 1
-    resources:
-        mem_mb=RES["mem_mb"],
-        runtime=RES["runtime"],
     params:
-        args=stats_args,
+        args=lambda w: step_args.stats_args(PLAN, w.cell),
     shell:
-        "python -m autospec group-stats --spectra {input.spectra} --out {output} {params.args} > {log} 2>&1"
+        "python -m autospec group-stats --spectra {input.spectra:q} --out {output:q} {params.args:q} > {log:q} 2>&1"

@@ -22,22 +22,24 @@ rule run_config:
     log:
         f"{R}/logs/run_config/{{runid}}.log",
     wildcard_constraints:
-        runid=alternatives(RUNS),
+        runid=alternatives(PLAN.runs),
     conda:
         "../envs/autospec.yaml"
     threads: 1
     params:
-        text=run_yaml,
+        text=lambda w: PLAN.run_yaml(w.runid),
     shell:
-        "printf '%s' {params.text:q} > {output} 2> {log}"
+        "printf '%s' {params.text:q} > {output:q} 2> {log:q}"
 
 
 # Snakemake deletes only the declared outputs before a rerun, so a run killed mid-way resumes
 # from the checkpoint.pt left in its directory (training.checkpoint_every > 0, same config).
+# Memory and run time: the config's `resources.train` (a pair's `resources` override it); every
+# other rule takes the profile's default-resources.
 rule train:
     input:
         config=f"{R}/{{runid}}/run.yaml",
-        data=lambda w: data_path(w.runid),
+        data=lambda w: PLAN.data_path(w.runid),
     output:
         **TRAIN_OUT,
     log:
@@ -45,19 +47,19 @@ rule train:
     benchmark:
         f"{R}/benchmarks/train/{{runid}}.tsv"
     wildcard_constraints:
-        runid=alternatives(PLAIN_RUNS),
+        runid=alternatives(PLAN.plain_runs),
     conda:
         "../envs/autospec.yaml"
-    threads: run_threads
+    threads: lambda w: PLAN.run_threads(w.runid)
     resources:
         mem_mb=run_resource("mem_mb"),
         runtime=run_resource("runtime"),
-        gpu=run_gpu,
+        gpu=lambda w: PLAN.run_gpu(w.runid),
     params:
         outdir=lambda w: f"{R}/{w.runid}",
     shell:
-        "python -m autospec train --config {input.config} --out {params.outdir} "
-        "--threads {threads} --no-progress > {log} 2>&1"
+        "python -m autospec train --config {input.config:q} --out {params.outdir:q} "
+        "--threads {threads} --no-progress > {log:q} 2>&1"
 
 
 # The same step for the runs that also record per-subject spectra (first seed of a difference cell).
@@ -67,5 +69,5 @@ use rule train as train_subjects with:
         subject_spectra=f"{R}/{{runid}}/subject_spectra.parquet",
         subjects=f"{R}/{{runid}}/subjects.tsv",
     wildcard_constraints:
-        runid=alternatives(SUBJECT_RUNS),
+        runid=alternatives(PLAN.subject_runs),
     priority: 1  # the longest runs: start them first

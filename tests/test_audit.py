@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from recorded_runs import make_dataset, make_run
 
@@ -80,7 +82,7 @@ def test_the_png_text_chunk_and_pdf_keywords_hold_the_sidecar_id(chain):
 def test_a_changed_raw_file_fails_and_is_named(chain, capsys):
     with open(chain["raw"], "a") as fh:
         fh.write("0,0,0\n")
-    rc, out, err = _audit_cli(chain["fig"], capsys)
+    rc, _out, err = _audit_cli(chain["fig"], capsys)
     assert rc == 1
     first = err.splitlines()[0]
     assert first.startswith("audit FAILED: changed: ") and str(chain["raw"]) in first
@@ -102,7 +104,7 @@ def test_a_changed_intermediate_is_named_first(chain, capsys):
 
 def test_a_deleted_file_is_named_as_missing(chain, capsys):
     chain["raw"].unlink()
-    rc, out, err = _audit_cli(chain["fig"], capsys)
+    rc, _out, err = _audit_cli(chain["fig"], capsys)
     assert rc == 1
     assert err.splitlines()[0].startswith(f"audit FAILED: missing: {chain['raw']}")
     shutil.rmtree(chain["runs"][0])
@@ -146,6 +148,7 @@ def test_audit_runs_as_a_real_command_from_another_directory(chain):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     proc = subprocess.run(
         [sys.executable, "-m", "autospec", "audit", "-q", str(chain["fig"])],
+        check=False,
         capture_output=True,
         text=True,
         cwd=chain["root"] / "figs",
@@ -156,6 +159,7 @@ def test_audit_runs_as_a_real_command_from_another_directory(chain):
     (chain["root"] / chain["raw"]).write_text("tampered\n")
     proc = subprocess.run(
         [sys.executable, "-m", "autospec", "audit", "-q", str(chain["fig"])],
+        check=False,
         capture_output=True,
         text=True,
         cwd=chain["root"] / "figs",
@@ -172,3 +176,106 @@ def test_dataset_description_is_bids_derivative_style(tmp_path):
     assert d["DatasetType"] == "derivative" and d["BIDSVersion"] and d["Name"]
     gen = d["GeneratedBy"][0]
     assert gen["Name"] == "autospec" and gen["Version"] and "CodeURL" in gen and "Commit" in gen
+
+
+# ------------------------------------------------------------------ damage of any kind, anywhere
+DAMAGE = {
+    "flip a byte": lambda p, k: p.write_bytes(_flipped(p.read_bytes(), k)),
+    "truncate": lambda p, k: p.write_bytes(p.read_bytes()[: k % max(1, p.stat().st_size)]),
+    "append": lambda p, k: p.write_bytes(p.read_bytes() + b"\n0"),
+    "empty": lambda p, k: p.write_bytes(b""),
+    "JSON list": lambda p, k: p.write_text("[]"),
+    "JSON null": lambda p, k: p.write_text("null"),
+    "JSON of the wrong shape": lambda p, k: p.write_text('{"inputs": "x", "outputs": 1, "provenance_id": []}'),
+    "not UTF-8": lambda p, k: p.write_bytes(b"\xff\xfe\xe9" * 5),
+    "deleted": lambda p, k: p.unlink(),
+    "a directory instead": lambda p, k: (p.unlink(), p.mkdir()),
+}
+
+
+def _flipped(data: bytes, k: int) -> bytes:
+    b = bytearray(data)
+    if b:
+        b[k % len(b)] ^= 0x01
+    return bytes(b)
+
+
+@pytest.fixture(scope="module")
+def clean_chain(tmp_path_factory):
+    """The chain of the `chain` fixture, built once; its lineage as a clean audit lists it."""
+    from hostile_cases import figure_chain
+
+    root = figure_chain(tmp_path_factory.mktemp("damage") / "x", copy=False)
+    rep = audit(root / "figs" / "spectra.png", roots=[root])
+    assert rep.ok, rep.problems
+    os.chdir(root)
+    try:
+        lineage = sorted(
+            {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and audit_names(rep, p, root)}
+        )
+    finally:
+        os.chdir(REPO_ROOT)
+    return root, ["figs/spectra.png", "figs/spectra.prov.json", *[f for f in lineage if not f.startswith("figs/")]]
+
+
+def audit_names(rep, p: Path, root: Path) -> bool:
+    rel = str(p.relative_to(root))
+    return any(rel in line for line in rep.lines)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_damage_anywhere_in_the_lineage_fails_naming_the_file(clean_chain, data, tmp_path):
+    """Damaged in place and restored after each example: the sidecar and manifests record absolute
+    paths too, so a copy of the chain would be audited against the original."""
+    root, lineage = clean_chain
+    target = data.draw(st.sampled_from(lineage), label="file")
+    how = data.draw(st.sampled_from(sorted(DAMAGE)), label="damage")
+    k = data.draw(st.integers(min_value=0, max_value=10**6), label="position")
+    path, backup = root / target, tmp_path / "backup"
+    shutil.copy2(path, backup)
+    cwd = os.getcwd()
+    try:
+        DAMAGE[how](path, k)
+        if path.is_file() and path.read_bytes() == backup.read_bytes():
+            return  # e.g. truncating at the file's own length: no damage done
+        os.chdir(root)
+        rc, out, err = _audit_cli_plain(Path("figs/spectra.png"))
+    finally:
+        os.chdir(cwd)
+        if path.is_dir():
+            path.rmdir()
+        shutil.copy2(backup, path)
+    assert rc == 1, f"{how} of {target}: audit said ok\n{out}"
+    first = err.splitlines()[0]
+    assert first.startswith("audit FAILED: ") and "Traceback" not in err + out, err
+    assert target in first or Path(target).name in first, f"{how} of {target}: {first}"
+
+
+def _audit_cli_plain(path: Path):
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["audit", str(path)])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_a_deleted_cohort_manifest_is_missing_not_ok(tmp_path):
+    """The issue's repro: a generated cohort -> preprocess -> train -> figure, all by the CLI; delete
+    the cohort's manifest and the audit fails naming it (it used to report ok on the shorter lineage)."""
+    from hostile_cases import cohort_chain
+
+    root = cohort_chain(tmp_path / "x")
+    fig = root / "figs" / "curves.png"
+    assert audit(fig).ok
+    (root / "cohorts/c/manifest.json").rename(tmp_path / "moved.json")
+    try:
+        rep = audit(fig)
+        assert not rep.ok and rep.first_problem.startswith(f"missing: {root}/cohorts/c/manifest.json (manifest of ")
+    finally:
+        (tmp_path / "moved.json").rename(root / "cohorts/c/manifest.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,9 @@ def copy_workflow(dst: Path) -> Path:
 
 def smk(cwd: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [str(SNAKEMAKE), *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -84,7 +87,7 @@ def test_lint_clean():
 
 def test_snakefmt_clean():
     proc = subprocess.run(
-        [str(BIN / "snakefmt"), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "rules"], check=False, cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -129,9 +132,15 @@ def test_cohorts_added_by_config_alone(wf, default_plan, tmp_path):
 
     root = tmp_path / "site2"
     make_demo_cohort(root, seed=3, small=True, n_sz=3, n_hc=3, grid_mm=12)
-    extra = write_yaml(tmp_path / "extra.yaml", {"cohorts": {
-        "demo2": {"generate": {"seed": 1, "small": True}},
-        "site2": {"config": str(root / "cohort.yaml"), "name": "demo", "datasets": ["volumes"]}}})  # fmt: skip
+    extra = write_yaml(
+        tmp_path / "extra.yaml",
+        {
+            "cohorts": {
+                "demo2": {"generate": {"seed": 1, "small": True}},
+                "site2": {"config": str(root / "cohort.yaml"), "name": "demo", "datasets": ["volumes"]},
+            }
+        },
+    )
     counts, out = dry_run(wf, "--configfile", str(extra))
     base, _ = default_plan
     added = {k: counts.get(k, 0) - base.get(k, 0) for k in counts}
@@ -177,12 +186,98 @@ def test_schema_rejects_unknown_fields_and_fills_defaults():
 
 def test_schema_fills_defaults(tmp_path):
     wf = copy_workflow(tmp_path / "wf")
-    write_yaml(wf / "config/config.yaml", {"datasets": {"sin": {"kind": "sinusoid"}},
-                                           "experiments": {"sinusoid": {"elman": {}}}})  # fmt: skip
+    write_yaml(
+        wf / "config/config.yaml",
+        {"datasets": {"sin": {"kind": "sinusoid"}}, "experiments": {"sinusoid": {"elman": {}}}},
+    )
     counts, out = dry_run(wf)
     assert counts["run_config"] == 2 and counts["make_sinusoid"] == 1  # default panels A, B; seeds [0]
     assert "--n-per-class 256" in out and "  epochs: 20\n" in out and "  lr: 0.001\n" in out
     assert "results/sin/sinusoid/elman/classify/h32-relu/seed0" in out
+
+
+# ------------------------------------------------------------------ hostile configs
+#: characters a shell would act on, quotes, spaces and non-ASCII (control characters are refused)
+NASTY = "a $(touch PWNED1) `touch PWNED2`; touch PWNED3 && touch PWNED4 'q\" é ü"
+
+
+def pwned(root: Path) -> list[Path]:
+    return sorted(root.rglob("PWNED*"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """A small generated cohort whose cohort.yaml is also copied under a hostile name beside it."""
+    from autospec.data.synthetic import make_demo_cohort
+
+    root = tmp_path_factory.mktemp("site") / "site"
+    make_demo_cohort(root, seed=3, small=True, n_sz=3, n_hc=3, grid_mm=12)
+    shutil.copy(root / "cohort.yaml", root / f"c {NASTY}.yaml")
+    return root
+
+
+def test_hostile_paths_reach_every_step_as_one_argument(wf, site, tmp_path):
+    """A dry run with a hostile results root, cohort path, study name and weight key: every printed
+    command splits (as the shell will) into exactly the intended arguments."""
+    results = f"res {NASTY}"
+    extra = write_yaml(
+        tmp_path / "extra.yaml",
+        {
+            "results": results,
+            "study": NASTY,
+            "cohorts": {"site2": {"config": str(site / f"c {NASTY}.yaml"), "name": "demo", "datasets": ["volumes"]}},
+        },
+    )
+    proc = smk(wf, "-n", "-p", "--cores", "2", "--configfile", str(extra))
+    out = proc.stdout + proc.stderr
+    commands = [ln for ln in out.splitlines() if "python -m autospec" in ln]
+    assert len(commands) > 100 and not pwned(wf) and not pwned(tmp_path)
+    for cmd in commands:
+        argv = shlex.split(cmd)
+        outs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--out", "--out-png", "--config")]
+        assert outs and all(o.startswith(results + "/") for o in outs), cmd
+        assert "PWNED1)" not in argv and "touch" not in argv, cmd  # nothing split out of a value
+    pre = next(shlex.split(c) for c in commands if "site2/volumes/data.npz" in c and " preprocess " in c)
+    assert pre[pre.index("--cohort-config") + 1] == str(site / f"c {NASTY}.yaml")
+    plots = [shlex.split(c) for c in commands if " plot " in c]
+    assert all(f"--params=study={NASTY}" in p for p in plots)
+
+
+def test_issue_repro_a_cohort_path_with_a_command_substitution_executes_nothing(wf, site, tmp_path):
+    """The issue's repro, run for real: cohort.yaml copied to a name with $(touch PWNED), a target of
+    that cohort built with --configfile config/tiny.yaml extra.yaml: the job runs, nothing executes."""
+    extra = write_yaml(
+        wf / "extra.yaml",
+        {"cohorts": {"site2": {"config": str(site / f"c {NASTY}.yaml"), "name": "demo", "datasets": ["volumes"]}}},
+    )
+    target = "results/tiny/site2/volumes/data.npz"
+    smk(wf, "--cores", "2", "--configfile", "config/tiny.yaml", str(extra), "--", target)
+    assert (wf / target).is_file() and (wf / (target + ".manifest.json")).is_file()
+    assert not pwned(wf) and not pwned(site.parent) and not pwned(Path.cwd())
+
+
+def test_templated_and_bomb_config_files_are_refused(wf, tmp_path):
+    yte = tmp_path / "yte.yaml"
+    yte.write_text("__use_yte__: true\nstudy: harmless\n")
+    proc = smk(wf, "-n", "--configfile", str(yte), check=False)
+    assert proc.returncode != 0 and f"{yte}: workflow config refused: YTE templates" in proc.stdout + proc.stderr
+    bomb = tmp_path / "bomb.yaml"  # nested list anchors: Snakemake merges them; the workflow refuses them
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)
+    ]
+    bomb.write_text("x:\n" + "".join(f"  {ln}\n" for ln in lines))
+    proc = smk(wf, "-n", "--configfile", str(bomb), check=False, timeout=120)
+    assert (
+        proc.returncode != 0
+        and f"{bomb}: workflow config refused: more than 20,000 values" in proc.stdout + proc.stderr
+    )
+
+
+def test_yaml11_lr_string_in_a_config_file_is_a_number(wf, tmp_path):
+    extra = tmp_path / "lr.yaml"
+    extra.write_text("training: {lr: 1e-3}\n")  # YAML 1.1 (Snakemake's loader) reads "1e-3" as a string
+    _, out = dry_run(wf, "--configfile", str(extra))
+    assert "  lr: 0.001\n" in out
 
 
 # ------------------------------------------------------------------ real runs (slow)
@@ -217,8 +312,13 @@ def test_tiny_study_end_to_end(tiny):
     assert len(figs) == 5 * 2 + 4 + 1  # spectra + curves per pair, 4 triptychs, 1 brain
     for f in figs:
         assert f.stat().st_size > 10_000 and f.with_suffix(".pdf").is_file() and f.with_suffix(".prov.json").is_file()
-    audit = subprocess.run([sys.executable, "-m", "autospec", "audit", "-q",
-                            f"{TINY_ROOT}/demo/volumes/mlp/figures/spectra.png"], cwd=tiny, capture_output=True, text=True)  # fmt: skip
+    audit = subprocess.run(
+        [sys.executable, "-m", "autospec", "audit", "-q", f"{TINY_ROOT}/demo/volumes/mlp/figures/spectra.png"],
+        check=False,
+        cwd=tiny,
+        capture_output=True,
+        text=True,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert (tiny / TINY_ROOT / "benchmarks/train/demo/volumes/mlp/autoencode/h32-relu/seed0.tsv").is_file()
     # nothing left to do: the recorded inputs, params and code match (no spurious reruns)
@@ -237,8 +337,16 @@ def test_editing_one_cohort_file_reruns_exactly_its_dependents(tiny):
     aseg.write_text(aseg.read_text() + "# edited\n")
     counts, out = dry_run(tiny, *TINY[2:], "--rerun-triggers", "mtime", "input", "params", "code")
     # volumes data set -> its 3 runs (A seed 0, H seeds 0-1) -> H's tests -> its 3 figures
-    assert counts == {"preprocess": 1, "train": 2, "train_subjects": 1, "group_stats": 1,
-                      "figure_spectra": 1, "figure_curves": 1, "figure_triptych": 1, "all": 1}  # fmt: skip
+    assert counts == {
+        "preprocess": 1,
+        "train": 2,
+        "train_subjects": 1,
+        "group_stats": 1,
+        "figure_spectra": 1,
+        "figure_curves": 1,
+        "figure_triptych": 1,
+        "all": 1,
+    }
     assert f"Updated input files: {aseg.relative_to(tiny)}" in out
     outputs = re.findall(r"^\s+output: (.*)$", out, re.M)
     assert outputs and all("/demo/volumes/" in line for line in outputs)
@@ -264,3 +372,38 @@ def test_fresh_clone_builds_env_then_runs_snakemake(tmp_path):
     assert not (clone / ".venv").exists() and not (clone / "results").exists()
     counts, _ = dry_run(clone, "--configfile", "config/tiny.yaml")
     assert counts["run_config"] == 15
+
+
+@pytest.mark.slow
+def test_a_real_run_with_a_hostile_results_root(tmp_path):
+    """Data, training (three runs), group tests and figures under a results root
+    full of shell syntax, quotes and non-ASCII: every job runs, nothing executes, audit is clean."""
+    wf = copy_workflow(tmp_path / "wf")
+    results = f"res {NASTY}"
+    off = {"enabled": False}
+    extra = write_yaml(
+        wf / "hostile.yaml",
+        {
+            "results": results,
+            "study": NASTY,
+            "cohorts": {"demo": off},
+            "datasets": {"mnist": off, "sinusoid": {"n_per_class": 16, "length": 32}},
+            "seeds": [0, 1],
+            "experiments": {"sinusoid": {"elman": {"panels": ["A", "H"], "width_scale": 0.25}}},
+            "training": {"epochs": 2},
+            "stats": {"permutations": 9},
+        },
+    )
+    smk(wf, "--cores", "2", "--configfile", str(extra), timeout=900)
+    root = wf / results
+    figs = sorted(root.rglob("figures/*.png"))
+    assert len(figs) == 3 and len(list(root.rglob("seed*/spectra.parquet"))) == 3
+    assert not pwned(wf) and not pwned(tmp_path)
+    audit = subprocess.run(
+        [sys.executable, "-m", "autospec", "audit", "-q", str(figs[0].relative_to(wf))],
+        check=False,
+        cwd=wf,
+        capture_output=True,
+        text=True,
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr

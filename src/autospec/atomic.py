@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,20 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: ``.<name>.<random>.tmp``: the temporary :func:`atomic_outputs` writes beside ``<name>``
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def final_name(path: os.PathLike | str) -> str:
+    """The target a temporary of this module stands for (``d/.x.npz.k3j2h1g0.tmp`` -> ``d/x.npz``), else ``path``.
+
+    Error messages name the file the user asked for, not the temporary that failed.
+    """
+    p = Path(path)
+    m = _TEMP_NAME.match(p.name)
+    return str(p.with_name(m.group("name"))) if m else str(path)
 
 
 def _temp_beside(path: Path) -> Path:

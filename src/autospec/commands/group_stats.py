@@ -13,7 +13,6 @@ Writes, into ``--out DIR``, all-or-nothing:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -105,8 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_tables(out: Path, tables: dict[str, pd.DataFrame], inputs: list[Path], params: dict) -> list[Path]:
-    from ..atomic import atomic_outputs, sha256_file
-    from ..manifest import build_manifest
+    from ..atomic import atomic_outputs
+    from ..manifest import build_manifest, manifest_text
 
     paths = []
     for name in tables:
@@ -116,11 +115,8 @@ def _write_tables(out: Path, tables: dict[str, pd.DataFrame], inputs: list[Path]
         for i, df in enumerate(tables.values()):
             df.to_csv(tmps[2 * i], sep="\t", index=False, na_rep="NaN")
             df.to_parquet(tmps[2 * i + 1], index=False)
-        man = build_manifest("group-stats", inputs=inputs, params=params)
-        man["outputs"] = [
-            {"path": str(p), "sha256": sha256_file(t), "bytes": t.stat().st_size} for p, t in zip(paths, tmps)
-        ]
-        tmps[-1].write_text(json.dumps(man, indent=2, sort_keys=True, default=str) + "\n")
+        man = build_manifest("group-stats", inputs=inputs, outputs=list(zip(paths, tmps)), params=params)
+        tmps[-1].write_text(manifest_text(man))
     return paths + [man_path]
 
 

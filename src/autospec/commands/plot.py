@@ -84,6 +84,7 @@ def _labelled(items: list[str], what: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..provenance.sidecar import current_command
     from .group_stats import parse_group_names, parse_mapping
 
     if args.out_png is None and args.out_pdf is None:
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         "wildcards": parse_mapping(args.wildcards, "--wildcards"),
         "params": parse_mapping(args.params, "--params"),
         "config": args.config,
+        "command": current_command(args.invocation) if getattr(args, "invocation", None) else None,
     }
     common = {"provenance": prov, "sidecar_path": args.provenance_json}
     from .. import figures

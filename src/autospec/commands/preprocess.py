@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import logging
 from pathlib import Path
 
-from ..atomic import atomic_outputs, sha256_file
+from ..atomic import atomic_outputs
 from ..data.kinds import COHORT_KINDS as KINDS  # light module: no nilearn/pandas at parse time
 from ..errors import InputError
-from ..manifest import build_manifest
+from ..manifest import build_manifest, manifest_text
 
 NAME = "preprocess"
 HELP = "Preprocess a cohort's FreeSurfer volumes, ICA time courses or ICA spatial maps into a prepared dataset (.npz)."
@@ -105,14 +104,10 @@ def run(args: argparse.Namespace) -> int:
             if str(args.mean_map).endswith(".gz"):
                 data = gzip.compress(data, mtime=0)
             tmp_out[1].write_bytes(data)
-        # hash the temporaries, record the final names
-        records = [
-            {"path": str(final), "sha256": sha256_file(tmp), "bytes": tmp.stat().st_size}
-            for final, tmp in zip(outputs, tmp_out)
-        ]
         manifest = build_manifest(
             "preprocess",
             inputs=inputs,
+            outputs=list(zip(outputs, tmp_out)),  # hash the temporaries, record the final names
             params={**cfg.to_dict(), "kind": args.kind},
             extra={
                 "cohort": cfg.name,
@@ -125,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 "X_shape": list(ds.X.shape),
             },
         )
-        manifest["outputs"] = records
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+        text = manifest_text(manifest)
         for tmp in tmp_manifests:
             tmp.write_text(text)
     logging.getLogger("autospec").info(

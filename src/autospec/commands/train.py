@@ -21,10 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runlock import run_lock
     from ..training import load_run_config, train
 
-    cfg = load_run_config(args.config, overrides={"training.threads": args.threads, "training.device": args.device})
-    result = train(cfg, args.out, progress=not args.no_progress)
+    with run_lock(args.out, "autospec train"):  # one writer per run directory, before anything in it is read
+        cfg = load_run_config(args.config, overrides={"training.threads": args.threads, "training.device": args.device})
+        result = train(cfg, args.out, progress=not args.no_progress)
     if result.status == "diverged":
         print(
             f"autospec train: diverged: loss {result.diverged_loss} at epoch {result.diverged_epoch}; "

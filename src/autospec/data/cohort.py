@@ -24,10 +24,10 @@ import jsonschema
 import yaml
 
 from ..errors import InputError
+from ..safe_yaml import load_yaml
 from ..validation import describe, fill_and_validate, more_problems
 from . import gift, gift_run
 from .kinds import BLOCK_OF_KIND, KINDS
-from .textfile import read_text
 
 __all__ = [
     "KINDS",
@@ -193,13 +193,8 @@ def load_cohort_config(
     else:
         source = Path(path_or_dict).resolve()
         where = str(source)
-        text = read_text(source, "cohort config file")
-        try:
-            # the one place cohort configs are parsed: swap in the bounded loader here
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(f"{source}: unreadable cohort config ({first})") from None
+        # the bounded loader: size, depth and alias budgets; a BOM is dropped, CRLF is fine
+        doc = load_yaml(source, "cohort config")
     if isinstance(doc, Mapping) and "cohorts" not in doc and source is None:
         name, block = name or "cohort", doc
     else:

@@ -145,10 +145,12 @@ def manifest_path(path: os.PathLike | str) -> Path:
 
 def write_prepared(path: os.PathLike | str, ds: Dataset, command: str, params: dict, inputs=()) -> None:
     """Save ``ds`` and its manifest (the command, its parameters, input and output hashes)."""
-    from ..manifest import build_manifest, write_manifest
+    from ..manifest import write_with_manifest
 
-    save_dataset(path, ds)
-    write_manifest(manifest_path(path), build_manifest(command, inputs=list(inputs), outputs=[path], params=params))
+    def write(temps):  # the data under its temporary name; the manifest is written beside it
+        save_dataset(temps[0], ds)
+
+    write_with_manifest([path], manifest_path(path), write, command, inputs=list(inputs), params=params)
 
 
 def load_dataset(path: os.PathLike | str) -> Dataset:

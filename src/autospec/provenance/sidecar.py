@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_outputs, sha256_file, write_text_atomic
+from ..manifest import find_manifest
 from ..versions import code_version, host_info, package_versions
 
 SCHEMA = "autospec-figure-provenance/1"
@@ -49,18 +50,6 @@ def provenance_id(sidecar: Mapping[str, Any]) -> str:
 def sidecar_path_for(figure: os.PathLike | str) -> Path:
     """``fig.png`` -> ``fig.prov.json``."""
     return Path(figure).with_suffix(".prov.json")
-
-
-def find_manifest(path: os.PathLike | str) -> Path | None:
-    """``X.manifest.json`` beside X, else ``manifest.json`` in X's directory, else None."""
-    p = Path(path)
-    beside = p.with_name(p.name + ".manifest.json")
-    if beside.is_file():
-        return beside
-    if p.name.endswith("manifest.json"):
-        return None  # a manifest is not described by itself or its neighbour
-    in_dir = p.parent / "manifest.json"
-    return in_dir if in_dir.is_file() else None
 
 
 def input_record(path: os.PathLike | str) -> dict[str, Any]:
@@ -90,12 +79,11 @@ def config_hash(config: os.PathLike | str | Mapping[str, Any] | None) -> dict[st
 
 
 def current_command(argv: Sequence[str] | None = None) -> str:
-    """The running command line, shell-quoted; ``python -m autospec`` spelled so it re-runs."""
-    if argv is None:
-        from .. import cli
+    """A command line, shell-quoted; ``python -m autospec`` spelled so it re-runs.
 
-        if cli.INVOCATION is not None:
-            return shlex.join(cli.INVOCATION)
+    ``argv`` is the command to record (the CLI hands its own, ``args.invocation``, to the steps);
+    without it, the running process's ``sys.argv``.
+    """
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name == "__main__.py" and Path(argv[0]).parent.name == "autospec":
         argv = [sys.executable, "-m", "autospec", *argv[1:]]

@@ -13,19 +13,17 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import InputError
-from ..validation import describe, fill_and_validate, more_problems
+from ..safe_yaml import load_yaml
+from ..validation import describe, fill_and_validate, first_non_finite, more_problems, packaged_schema
 
 
 def run_schema() -> dict[str, Any]:
     """The run-config JSON-schema (a dict), read from the installed package."""
-    return yaml.safe_load(resources.files("autospec").joinpath("schemas/run.schema.yaml").read_text())
+    return copy.deepcopy(packaged_schema("run.schema.yaml"))
 
 
 @dataclass(frozen=True)
@@ -173,6 +171,9 @@ def validate_run_config(doc: Any, where: str = "") -> dict[str, Any]:
     if not isinstance(doc, Mapping):
         raise InputError(f"run config{' ' + where if where else ''}: must be a mapping, got {type(doc).__name__}")
     block = copy.deepcopy(dict(doc))
+    bad = first_non_finite(block)
+    if bad is not None:  # no field takes inf or nan (lr: .inf would only diverge later)
+        raise InputError(f"run config field {bad[0]}: {bad[1]} is not a finite number{suffix}")
     problem = fill_and_validate(block, run_schema())
     if problem:
         path, msg = describe(problem[0])
@@ -200,13 +201,7 @@ def load_run_config(
         doc: Any = copy.deepcopy(dict(path_or_dict))
     else:
         source = Path(path_or_dict).resolve()
-        try:
-            doc = yaml.safe_load(source.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{source}: run config file not found") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(f"{source}: unreadable run config ({first})") from None
+        doc = load_yaml(source, "run config")
     where = str(source) if source else ""
     if isinstance(doc, dict):
         for dotted, value in (overrides or {}).items():

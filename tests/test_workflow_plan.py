@@ -1,0 +1,160 @@
+"""The study plan (autospec.workflow) without Snakemake: what each config plans, run settings from the
+run schema (one source of truth), the steps' argument lists, and that every shell value is quoted."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autospec.commands.check_config import merge
+from autospec.errors import InputError
+from autospec.safe_yaml import load_yaml
+from autospec.training.config import validate_run_config
+from autospec.validation import packaged_schema
+from autospec.workflow import args as step_args
+from autospec.workflow import load_study, plan_study, validate_workflow_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "config/schemas/config.schema.yaml"
+PAIRS = 8
+
+
+def study(*extra: dict | str) -> dict:
+    """config/config.yaml merged with config files (names under config/) or dicts, as Snakemake does."""
+    cfg = load_yaml(REPO / "config/config.yaml")
+    for e in extra:
+        merge(cfg, load_yaml(REPO / "config" / e) if isinstance(e, str) else e)
+    return cfg
+
+
+def test_the_default_tiny_and_paper_studies():
+    seeds = study()["seeds"]
+    for extra, runs, subject_runs in (
+        ((), PAIRS * (4 + 2 * len(seeds)), 5 * 2),
+        (("tiny.yaml",), 15, 3),
+        (("paper.yaml",), PAIRS * (6 + 2 * 10), 5 * 2),
+    ):
+        plan = load_study(study(*extra), SCHEMA)
+        assert len(plan.runs) == runs and len(plan.subject_runs) == subject_runs, extra
+        assert len(plan.experiments) == (5 if extra == ("tiny.yaml",) else PAIRS)
+        assert len(plan.diff_cells) == (5 if extra == ("tiny.yaml",) else 2 * PAIRS)
+        assert all(r.startswith(plan.results + "/") for r in plan.final_targets())
+    plan = load_study(study(), SCHEMA)
+    # sigma(A), sigma(Delta) are not recorded for the 2-D/3-D CNNs (config: stats [grad]): no triptych there
+    assert sorted(plan.triptychs) == sorted(e for e in plan.experiments if not e.endswith(("cnn2d", "cnn3d")))
+    assert len(plan.triptychs) == 6
+    assert sorted(plan.brain) == ["demo"] and plan.generated == ["demo"]
+    assert plan.datasets_of("mnist") == ["mnist"] and plan.datasets_of("sinusoid") == ["sinusoid"]
+
+
+def test_run_settings_come_from_the_run_schema():
+    """One source of truth: a study that sets nothing gets exactly the run schema's defaults."""
+    cfg = {"datasets": {"sin": {"kind": "sinusoid"}}, "experiments": {"sinusoid": {"elman": {}}}}
+    plan = plan_study(validate_workflow_config(cfg, SCHEMA))
+    (runid, run), *_ = plan.runs.items()
+    defaults = validate_run_config({"data": "x", "model": {"family": "elman"}})
+    assert run["training"] == {**defaults["training"], "seed": 0}
+    assert run["recording"] == defaults["recording"]
+    assert run["training"]["device"] == "auto" and run["training"]["checkpoint_every"] == 5
+    assert plan.run_threads(runid) == 1 and plan.run_gpu(runid) == 0  # threads: null -> one Snakemake thread
+    # the workflow schema's training block IS the run schema's (by $ref): same fields, same bounds
+    wf = load_yaml(SCHEMA)
+    assert wf["properties"]["training"]["allOf"][0]["$ref"].endswith("run.schema.yaml#/properties/training")
+    run_fields = set(packaged_schema("run.schema.yaml")["properties"]["training"]["properties"])
+    assert set(cfg["training"]) == run_fields
+
+
+def test_overrides_merge_without_defaults_and_runs_are_checked():
+    cfg = study({"training": {"lr": 0.02}, "experiments": {"mnist": {"mlp": {"training": {"epochs": 4}}}}})
+    plan = load_study(cfg, SCHEMA)
+    runs = {rid: r for rid, r in plan.runs.items() if rid.startswith("mnist/mnist/mlp/")}
+    assert runs and all(r["training"]["epochs"] == 4 and r["training"]["lr"] == 0.02 for r in runs.values())
+    others = [r for rid, r in plan.runs.items() if not rid.startswith("mnist/mnist/mlp/")]
+    assert all(r["training"]["epochs"] == 15 and r["training"]["lr"] == 0.02 for r in others)
+    # a combination only the run schema refuses, found while planning, naming the run
+    bad = study({"experiments": {"mnist": {"mlp": {"options": {"x": 1}, "recording": {"subject_keys": []}}}}})
+    with pytest.raises(
+        InputError, match=r"config field experiments.mnist.mlp.recording.subject_keys: \[\] should be non-empty"
+    ):
+        load_study(bad, SCHEMA)
+
+
+def test_yaml11_number_strings_from_snakemake_are_numbers():
+    """Snakemake reads config files with YAML 1.1 (``lr: 1e-3`` is a string) and nested --config
+    values as strings; the schema's numbers are read as YAML 1.2 would."""
+    cfg = study({"training": {"lr": "1e-3", "epochs": "7"}, "stats": {"permutations": "99"}})
+    validate_workflow_config(cfg, SCHEMA)
+    assert cfg["training"]["lr"] == 0.001 and cfg["training"]["epochs"] == 7 and cfg["stats"]["permutations"] == 99
+    with pytest.raises(InputError, match=r"config field training.epochs: 'seven' is not of type 'integer'"):
+        validate_workflow_config(study({"training": {"epochs": "seven"}}), SCHEMA)
+    with pytest.raises(InputError, match=r"config field study: 12 is not of type 'string'"):
+        validate_workflow_config(study({"study": 12}), SCHEMA)  # no coercion the other way
+
+
+def test_argument_lists_keep_hostile_values_whole():
+    nasty = "a b $(touch PWNED) `x`; y && 'q\" é"
+    cfg = study(
+        {
+            "study": nasty,
+            "results": f"out {nasty}",
+            "datasets": {"mnist": {"idx_images": f"-{nasty}.idx", "idx_labels": "l.idx"}},
+            "figures": {"triptych_keys": {"mlp": f"-{nasty}"}},
+        }
+    )
+    plan = load_study(cfg, SCHEMA)
+    assert plan.results == f"out {nasty}"
+    assert f"--params=study={nasty}" in step_args.curves_args(plan, "mnist/mnist/mlp")
+    assert f"--key=-{nasty}" in step_args.triptych_args(plan, "mnist/mnist/mlp")  # not an option
+    assert f"--idx-images=-{nasty}.idx" in step_args.mnist_args(plan, "mnist")
+    assert plan.cohort_yaml("demo") == f"out {nasty}/cohorts/demo/cohort.yaml"
+    assert load_study(study({"results": "-r"}), SCHEMA).results == "./-r"  # no path reads as an option
+    runid = next(iter(plan.runs))
+    data = load_yaml(plan.run_yaml(runid))["data"]  # relative to the run.yaml's directory
+    assert os.path.normpath(Path(plan.results, runid, data)) == os.path.normpath(plan.data_path(runid))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=4))
+def test_snakemake_quotes_each_list_element_into_exactly_one_word(values):
+    """What `{params.args:q}` does with an argument list: one shell word per element, whatever it holds."""
+    from snakemake.utils import format as smk_format
+
+    rendered = smk_format("cmd {args:q}", args=values)
+    assert shlex.split(rendered) == ["cmd", *[v for v in values if v != ""]]
+
+
+def _shell_strings() -> dict[str, str]:
+    """Rule -> its shell command template, read from rules/*.smk."""
+    out = {}
+    for f in sorted((REPO / "rules").glob("*.smk")):
+        text = f.read_text()
+        for m in re.finditer(r"^(?:rule|checkpoint|use rule \w+ as) (\w+).*?:\n(.*?)(?=^\S|\Z)", text, re.M | re.S):
+            body = m.group(2)
+            sh = re.search(r"^    shell:\n((?:        .*\n)+)", body, re.M)
+            if sh:
+                out[m.group(1)] = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', sh.group(1)))
+    return out
+
+
+def test_every_value_in_every_shell_command_is_quoted():
+    shells = _shell_strings()
+    assert {"train", "preprocess", "group_stats", "figure_spectra", "run_config", "make_demo_cohort"} <= set(shells)
+    for rule, cmd in shells.items():
+        fields = re.findall(r"(?<!\{)\{([^{}]+)\}(?!\})", cmd)
+        assert fields, rule
+        unquoted = [f for f in fields if not f.endswith(":q") and f != "threads"]  # threads: an int Snakemake sets
+        assert not unquoted, f"rule {rule}: unquoted {unquoted} in {cmd!r}"
+
+
+def test_plan_is_pure():
+    cfg = validate_workflow_config(study(), SCHEMA)
+    before = copy.deepcopy(cfg)
+    a, b = plan_study(cfg), plan_study(cfg)
+    assert cfg == before and a.runs == b.runs and a.final_targets() == b.final_targets()
