@@ -566,11 +566,11 @@ def _(tmp):
     "subjects-dir-unreadable",
     "fs",
     "`preprocess` of a cohort whose FreeSurfer SUBJECTS_DIR is unreadable",
-    r"Permission denied: <tmp>/cohort/freesurfer",
+    r"field freesurfer.subjects_dir: cannot list <tmp>/cohort/freesurfer \(Permission denied\)",
     needs="no-dac",
 )
 def _(tmp):
-    from autospec.data.synthetic import make_demo_cohort
+    from autospec.data.demo import make_demo_cohort
 
     make_demo_cohort(tmp / "cohort", seed=1, small=True, n_sz=3, n_hc=3, grid_mm=12)
     (tmp / "cohort" / "freesurfer").chmod(0)
@@ -884,7 +884,7 @@ def figure_chain(root: Path, copy: bool = True) -> Path:
 def cohort_chain(root: Path) -> Path:
     """A generated cohort -> preprocess -> train -> curves figure, every step by the CLI."""
     if "cohort" not in _CHAINS:
-        from autospec.data.synthetic import make_demo_cohort
+        from autospec.data.demo import make_demo_cohort
 
         base = root.parent / "cohort-chain"
         base.mkdir(exist_ok=True)

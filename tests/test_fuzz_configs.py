@@ -213,7 +213,7 @@ def test_arbitrary_text_as_a_run_config_is_refused_in_one_line(text, tmp_path_fa
 # ------------------------------------------------------------------------------ cohort configs
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
-    from autospec.data.synthetic import make_demo_cohort
+    from autospec.data.demo import make_demo_cohort
 
     root = tmp_path_factory.mktemp("fuzzcohort") / "c"
     make_demo_cohort(root, seed=4, small=True, n_sz=3, n_hc=3, grid_mm=12)

@@ -17,9 +17,9 @@ import yaml
 from hostile_cases import cli, dataset
 
 from autospec.errors import InputError
+from autospec.rundir import RunDir
 from autospec.runlock import LOCK_NAME, RunDirLocked, run_lock
 from autospec.training import load_run_config, train
-from autospec.training.checkpoint import CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
@@ -75,7 +75,7 @@ def test_second_writer_refused_then_kill_releases_and_resume_is_byte_identical(t
     first = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (out / CHECKPOINT).exists():
+        while not RunDir(out).checkpoint.exists():
             assert first.poll() is None, "the first run ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.005)
@@ -88,7 +88,7 @@ def test_second_writer_refused_then_kill_releases_and_resume_is_byte_identical(t
     finally:
         if first.poll() is None:
             first.kill()
-    assert (out / CHECKPOINT).exists() and not (out / "spectra.parquet").exists()
+    assert RunDir(out).checkpoint.exists() and not RunDir(out).spectra.exists()
     done = subprocess.run(
         cmd, check=False, env=ENV, capture_output=True, text=True, timeout=300
     )  # the kernel released the lock

@@ -56,7 +56,8 @@ def cli(args, capsys) -> tuple[int, list[str]]:
 
 # ---------------------------------------------------------------------------------- memory
 def test_impossible_width_is_refused_before_allocating(tmp_path, capsys):
-    cfg = write_config(tmp_path, dataset(tmp_path / "d.npz", d=784), hidden=(10**9,))
+    # each width within the schema's bound (2**20); together a 2**20 x 2**20 weight: 4 TiB
+    cfg = write_config(tmp_path, dataset(tmp_path / "d.npz", d=784), hidden=(2**20, 2**20))
     rc, err = cli(["--config", cfg, "--out", tmp_path / "out"], capsys)
     assert rc == 2 and len(err) == 1
     assert err[0].startswith("autospec train: error: run config field model.hidden: the run needs at least ")
@@ -108,7 +109,9 @@ def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
     rc, err = cli(["--config", cfg, "--out", tmp_path / "file"], capsys)
     assert rc == 2 and err == [f"autospec train: error: --out {tmp_path / 'file'}: exists and is not a directory"]
     rc, err = cli(["--config", cfg, "--out", tmp_path / "file" / "run"], capsys)
-    assert rc == 2 and len(err) == 1 and "cannot write there" in err[0]
+    # the run-directory lock is the first thing to touch --out: its one line names the path and why
+    assert rc == 2 and len(err) == 1 and f"--out {tmp_path / 'file' / 'run'}: " in err[0]
+    assert "Not a directory" in err[0]
     assert (tmp_path / "file").read_text() == "not a directory"
 
 
@@ -165,7 +168,7 @@ def test_disk_full_during_training_is_one_line_and_leaves_no_outputs(tmp_path, c
 def test_unwritable_out_is_one_line(tmp_path):
     cfg = write_config(tmp_path, dataset(tmp_path / "d.npz"))
     rc, err, left = _in_mount(tmp_path, "ro,size=64k", cfg)
-    assert rc == 2 and len(err) == 1 and "cannot write there (Read-only file system)" in err[0]
+    assert rc == 2 and len(err) == 1 and "--out " in err[0] and "Read-only file system" in err[0]
     assert left == []
 
 

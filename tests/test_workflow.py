@@ -128,7 +128,7 @@ def test_paper_dry_run(wf):
 def test_cohorts_added_by_config_alone(wf, default_plan, tmp_path):
     """A second generated cohort and a user cohort (its own cohort.yaml) in one extra config
     file add exactly their jobs; the user cohort's raw files become inputs."""
-    from autospec.data.synthetic import make_demo_cohort
+    from autospec.data.demo import make_demo_cohort
 
     root = tmp_path / "site2"
     make_demo_cohort(root, seed=3, small=True, n_sz=3, n_hc=3, grid_mm=12)
@@ -208,7 +208,7 @@ def pwned(root: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """A small generated cohort whose cohort.yaml is also copied under a hostile name beside it."""
-    from autospec.data.synthetic import make_demo_cohort
+    from autospec.data.demo import make_demo_cohort
 
     root = tmp_path_factory.mktemp("site") / "site"
     make_demo_cohort(root, seed=3, small=True, n_sz=3, n_hc=3, grid_mm=12)
