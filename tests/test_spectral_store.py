@@ -37,7 +37,8 @@ def test_written_file_is_a_long_table_pandas_reads_alone(tmp_path):
     path = tmp_path / "spectra.parquet"
     snaps = _run(path)
     df = pd.read_parquet(path)  # no autospec import needed to read it
-    assert list(df.columns) == ["step", "key", "stat", "group", "index", "value"]
+    assert list(df.columns) == ["step", "key", "stat", "group", "index", "value", "rank_zero"]
+    assert df["rank_zero"].dtype == bool
     assert str(df["step"].dtype) == "int64" and str(df["index"].dtype) == "int32"
     assert df["value"].dtype == np.float64
     assert sorted(df["step"].unique()) == [0, 1, 2]
@@ -46,7 +47,7 @@ def test_written_file_is_a_long_table_pandas_reads_alone(tmp_path):
     np.testing.assert_array_equal(sel["value"].to_numpy(), snaps[2].singular_values("0.weight", "grad", 1))
     meta = pq.read_schema(path).metadata
     assert json.loads(meta[b"autospec.metadata"]) == {"run": "test"}
-    assert json.loads(meta[b"autospec.schema"])["id"] == "autospec-spectra/1"
+    assert json.loads(meta[b"autospec.schema"])["id"] == "autospec-spectra/2"
 
 
 def test_a_failed_run_leaves_no_file_and_no_temp(tmp_path):
