@@ -121,7 +121,9 @@ def test_batchnorm_in_training_mode_refuses_groups_but_eval_mode_is_fine():
     model = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
     rec = SpectralRecorder(model)
     x, y, g = torch.randn(6, 8), torch.randint(0, 3, (6,)), torch.tensor([0, 1] * 3)
-    with pytest.raises(ValueError, match=r"couples samples.*between the output of '0' \(Linear\) and the output of '1' \(BatchNorm1d\)"):
+    with pytest.raises(
+        ValueError, match=r"couples samples.*between the output of '0' \(Linear\) and the output of '1' \(BatchNorm1d\)"
+    ):
         _step(model, rec, x, y, g)
     _step(model, rec, x, y)  # no groups: fine
     model[1].eval()

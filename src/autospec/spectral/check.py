@@ -59,7 +59,7 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _routes(plan: Plan) -> list[Route]:
+def _routes(plan: Plan, order: list[str]) -> list[Route]:
     by_key: dict[str, Route] = {}
     for a in plan.adapters:
         r = by_key.setdefault(a.key, Route(a.key, "adapter", [], ""))
@@ -79,7 +79,8 @@ def _routes(plan: Plan) -> list[Route]:
     for r in by_key.values():
         if len(r.modules) > 1 and r.route != "refused":
             r.detail += f" — shared by {len(r.modules)} modules, contributions summed"
-    return list(by_key.values())
+    pos = {k: i for i, k in enumerate(order)}
+    return sorted(by_key.values(), key=lambda r: pos.get(r.key, len(pos)))
 
 
 def check(
@@ -97,7 +98,7 @@ def check(
         stats=("grad",), include=include, every=1, top_k=None, batch_dim=batch_dim,
         assume_independent=False, subspaces=None,
     )  # fmt: skip
-    report = CheckReport(_routes(resolve(model, options)))
+    report = CheckReport(_routes(resolve(model, options), [k for k, _ in model.named_parameters()]))
     if example_inputs is None:
         return report
     report.trial = True

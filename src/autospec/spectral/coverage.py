@@ -67,9 +67,14 @@ def _graph(roots: Iterable[object]) -> dict[object, list[object]]:
 
 
 def uncovered_uses(
-    roots: Sequence[object], params: Mapping[str, torch.Tensor], spans: Sequence[Span]
+    roots: Sequence[object], params: Mapping[str, torch.Tensor], spans: Sequence[Span], since: int
 ) -> list[tuple[str, str, int]]:
-    """(key, node type, number of captured calls containing it) for each use not covered once."""
+    """(key, node type, number of captured calls containing it) for each use not covered once.
+
+    Uses created before sequence number ``since`` (the record() block's start) are not this
+    step's: they are a problem only for a weight that is also used inside the block (inside
+    = -1 in the result); a weight used only before the block is simply not recorded.
+    """
     consumers = _graph(roots)
     accumulators = {id(getattr(n, "variable", None)): n for n in consumers if type(n).__name__ == "AccumulateGrad"}
     problems = []
@@ -77,11 +82,14 @@ def uncovered_uses(
         acc = accumulators.get(id(p))
         if acc is None:
             continue  # not used in this graph
-        for use in _uses(acc, consumers):
-            seq = int(use._sequence_nr())  # type: ignore[attr-defined]
+        seqs = [(int(u._sequence_nr()), type(u).__name__) for u in _uses(acc, consumers)]  # type: ignore[attr-defined]
+        in_block = [(seq, kind) for seq, kind in seqs if seq >= since]
+        if in_block and len(in_block) < len(seqs):
+            problems.append((key, next(kind for seq, kind in seqs if seq < since), -1))
+        for seq, kind in in_block:
             inside = sum(1 for s in spans if key in s.keys and s.start <= seq < s.end)
             if inside != 1:
-                problems.append((key, type(use).__name__, inside))
+                problems.append((key, kind, inside))
     return problems
 
 
@@ -102,7 +110,12 @@ def _uses(acc: object, consumers: dict[object, list[object]]) -> list[object]:
 def describe(problems: Sequence[tuple[str, str, int]]) -> str:
     lines = []
     for key, node, inside in problems:
-        if inside == 0:
+        if inside == -1:
+            lines.append(
+                f"{key!r} is used by {node} created before the record() block and again inside it: run the "
+                "whole forward inside the block"
+            )
+        elif inside == 0:
             lines.append(
                 f"{key!r} is used by {node} outside the modules the recorder watches for it (e.g. "
                 "F.linear(h, self.emb.weight) in a parent's forward, a penalty on the weight in the loss, "

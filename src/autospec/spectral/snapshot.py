@@ -120,7 +120,8 @@ class Snapshot:
     def rank_zero(self, key: str, stat: str = "grad", group: int | None = None) -> np.ndarray:
         """Boolean mask of the values beyond the numerical rank (stored as exact zeros)."""
         where = self._where(key, stat, group)
-        return _frozen(np.arange(len(self._values[where])) >= self._ranks[where])
+        values = self._values[where]
+        return _frozen((np.arange(len(values)) >= self._ranks[where]) & ~np.isnan(values))
 
     def singular_vectors(self, key: str, group: int | None = None, side: str = "right") -> np.ndarray:
         """Top singular vectors of the gradient as rows ``(k, n)``: ``left`` (output space, n_out)

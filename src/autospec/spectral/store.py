@@ -117,6 +117,7 @@ def frame_from_snapshot(snap: Snapshot) -> pd.DataFrame:
     lens = np.array([len(v) for _, v in items], dtype=np.int64)
     index = np.concatenate([np.arange(n, dtype=np.int32) for n in lens])
     rank_rows = np.repeat(np.array([ranks[k] for k, _ in items], dtype=np.int64), lens)
+    value = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in items])
     return pd.DataFrame(
         {
             "step": np.full(int(lens.sum()), snap.step, dtype=np.int64),
@@ -124,8 +125,8 @@ def frame_from_snapshot(snap: Snapshot) -> pd.DataFrame:
             "stat": np.repeat(np.array([s for (_, s, _), _ in items], dtype=object), lens),
             "group": np.repeat(np.array([g for (_, _, g), _ in items], dtype=np.int64), lens),
             "index": index,
-            "value": np.concatenate([np.asarray(v, dtype=np.float64) for _, v in items]),
-            "rank_zero": index >= rank_rows,
+            "value": value,
+            "rank_zero": (index >= rank_rows) & ~np.isnan(value),  # a NaN spectrum has no rank
         }
     )
 

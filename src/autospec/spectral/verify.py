@@ -63,6 +63,7 @@ class Verifier:
         self.calls: list[probe.Probed] = []  # every module call's output (to name a coupling's place)
         self.loss_seen = False
         self.inconclusive = False
+        self.since = coverage.sequence_nr()  # graph nodes from here on belong to this step
 
     # ------------------------------------------------------------------ hooks
     def _pre(self, module: nn.Module, args: Any) -> None:
@@ -124,7 +125,7 @@ class Verifier:
         return (size == self.groups.n) if layout.ids is None else (size == layout.ids.numel())
 
     def _check(self, roots: list[Any], coupled: str | None) -> None:
-        problems = coverage.uncovered_uses(roots, self.params, self.spans)
+        problems = coverage.uncovered_uses(roots, self.params, self.spans, self.since)
         if problems:
             raise CheckFailed(coverage.describe(problems))
         if coupled:
