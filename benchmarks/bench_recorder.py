@@ -7,8 +7,14 @@ round by round so that load drifts hit every mode alike; medians are compared as
 per-sample route (torch.func per-sample gradients → group sums → SVD) computes the same group
 spectra; its time and its largest relative disagreement with the recorder are reported too.
 
-Results go to ``benchmarks/results/recorder.json`` and ``recorder.md`` (quoted in the README).
-Usage: ``python benchmarks/bench_recorder.py [--quick] [--threads 2]``.
+The one-off cost of the checks of the first recorded step (issue 12: use coverage, and with
+groups the sample-coupling probes) is measured for an MLP and a 1D CNN (``--part probe``): the
+first recorded step of a fresh recorder minus a later recorded step, as ms and as a ratio to a
+plain step.
+
+Results go to ``benchmarks/results/recorder.json``/``recorder.md`` (quoted in the README) and
+``recorder_probe.json``/``recorder_probe.md``.
+Usage: ``python benchmarks/bench_recorder.py [--quick] [--threads 2] [--part timing|probe|all]``.
 """
 
 from __future__ import annotations
@@ -118,6 +124,46 @@ def max_rel_diff(snap, spectra) -> float:
     return worst
 
 
+def probe_cost(name: str, n: int, rounds: int) -> dict:
+    """Median cost of the first recorded step's checks: (first step − later step), with and without groups."""
+    model, x, y, groups = make_case(name, n)
+
+    def step(rec=None, g=None):
+        model.zero_grad()
+        t0 = time.perf_counter()
+        if rec is None:
+            F.cross_entropy(model(x), y).backward()
+        else:
+            with rec.record(groups=g):
+                F.cross_entropy(model(x), y).backward()
+        return time.perf_counter() - t0
+
+    step()  # warm-up
+    plain, first_g, later_g, first_n, later_n = [], [], [], [], []
+    for _ in range(rounds):
+        plain.append(step())
+        rec = SpectralRecorder(model, stats=("grad",))
+        first_g.append(step(rec, groups))
+        later_g.append(step(rec, groups))
+        rec = SpectralRecorder(model, stats=("grad",))
+        first_n.append(step(rec))
+        later_n.append(step(rec))
+    med = statistics.median
+    p = med(plain)
+    with_groups = med([a - b for a, b in zip(first_g, later_g)])
+    without = med([a - b for a, b in zip(first_n, later_n)])
+    return {
+        "model": name,
+        "N": n,
+        "plain_ms": 1e3 * p,
+        "probe_groups_ms": 1e3 * with_groups,
+        "probe_groups_ratio": with_groups / p,
+        "coverage_only_ms": 1e3 * without,
+        "coverage_only_ratio": without / p,
+        "recorded_ms": 1e3 * med(later_g),
+    }
+
+
 def machine() -> dict:
     cpu = platform.processor() or ""
     try:
@@ -135,8 +181,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N and few rounds (smoke run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--part", choices=("timing", "probe", "all"), default="all")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.part in ("probe", "all"):
+        run_probe(args)
+    if args.part == "probe":
+        return 0
     sizes = (32, 256) if args.quick else (32, 256, 2048)
     rows = []
     for name in ("mlp", "cnn1d", "lstm"):
@@ -171,6 +222,31 @@ def main(argv=None) -> int:
     write_text_atomic(args.out / f"{stem}.md", to_markdown(result))
     print(to_markdown(result))
     return 0
+
+
+def run_probe(args) -> None:
+    rows = [probe_cost(name, 256, 3 if args.quick else 11) for name in ("mlp", "cnn1d")]
+    for r in rows:
+        print(json.dumps(r), file=sys.stderr, flush=True)
+    result = {"machine": machine(), "quick": args.quick, "rows": rows}
+    m = result["machine"]
+    lines = [
+        f"Machine: {m['cpu']} ({m.get('hostname', '?')}), torch {m['torch']}, {m['threads']} threads. One-off cost of the "
+        "first recorded step's checks (median of first − second recorded step of fresh recorders, stats=('grad',)).",
+        "",
+        "| model | N | plain step ms | with groups: checks + coupling probes ms (× plain) | without groups: coverage check ms (× plain) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['N']} | {r['plain_ms']:.1f} | {r['probe_groups_ms']:.1f} ({r['probe_groups_ratio']:.1f}×) | "
+        f"{r['coverage_only_ms']:.1f} ({r['coverage_only_ratio']:.1f}×) |"
+        for r in rows
+    ]
+    stem = "recorder_probe_quick" if args.quick else "recorder_probe"
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out / f"{stem}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def to_markdown(result: dict) -> str:

@@ -51,7 +51,7 @@ def test_include_takes_names_patterns_module_names_and_types(include, keys):
 
 @pytest.mark.parametrize("include", ["3.*", ["0", "nope"], [nn.Conv2d], []])
 def test_an_include_item_matching_nothing_is_an_error(include):
-    with pytest.raises(ValueError, match="matches no weight matrix|include is empty"):
+    with pytest.raises(ValueError, match=r"matches no weight matrix|include is empty"):
         SpectralRecorder(_mlp(), include=include)
 
 

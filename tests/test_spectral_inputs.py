@@ -66,9 +66,11 @@ def test_groups_of_wrong_length_name_both_sizes():
 def test_groups_of_wrong_length_on_the_generic_path():
     lstm = nn.LSTM(2, 3, batch_first=True)
     rec = SpectralRecorder(lstm)
-    with pytest.raises(ValueError, match=r"groups has 3 entries.*batch of 4 samples"):
-        with rec.record(groups=torch.tensor([0, 1, 0])):
-            lstm(torch.randn(4, 5, 2))[0].sum().backward()
+    with (
+        pytest.raises(ValueError, match=r"groups has 3 entries.*batch of 4 samples"),
+        rec.record(groups=torch.tensor([0, 1, 0])),
+    ):
+        lstm(torch.randn(4, 5, 2))[0].sum().backward()
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def test_autocast_linear_conv_lstm_record_the_layers_own_product(half):
         exact = d.double().reshape(-1, d.shape[-1]).T @ a.double().reshape(-1, a.shape[-1])
         _close_to_float32(snap.singular_values(f"{name}.weight"), svd(exact), f"{half} {name}: exact product")
         for g in (0, 1):
-            m = (GROUPS == g).repeat_interleave(a.shape[0] // N)
+            m = (g == GROUPS).repeat_interleave(a.shape[0] // N)
             part = d.double().reshape(-1, d.shape[-1])[m].T @ a.double().reshape(-1, a.shape[-1])[m]
             _close_to_float32(snap.singular_values(f"{name}.weight", group=g), svd(part), f"{half} {name} g{g}")
     eps = torch.finfo(HALF[half]).eps

@@ -21,12 +21,22 @@ def _oracle_svd(model, losses, gid):
     """(U, s, Vh) of each ≥2-D weight's gradient of Σ_{i∈g} ℓ_i / N (None = whole batch), float64."""
     model.zero_grad(set_to_none=True)
     ell = losses()
-    mask = torch.ones(N, dtype=ell.dtype) if gid is None else (GROUPS == gid).to(ell.dtype)
+    mask = torch.ones(N, dtype=ell.dtype) if gid is None else (gid == GROUPS).to(ell.dtype)
     ((ell * mask).sum() / N).backward()
     out = {k: np.linalg.svd(p.grad.detach().double().reshape(p.shape[0], -1).numpy(), full_matrices=False)
            for k, p in model.named_parameters() if p.dim() >= 2}  # fmt: skip
     model.zero_grad(set_to_none=True)
     return out
+
+
+class _LSTMHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 6, batch_first=True)
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
 
 
 CASES = {
@@ -38,18 +48,8 @@ CASES = {
         lambda: torch.randn(N, 2, 16),
     ),
     # the generic route (replayed LSTM)
-    "lstm_generic": (lambda: _LSTMHead(), lambda: torch.randn(N, 5, 3)),
+    "lstm_generic": (_LSTMHead, lambda: torch.randn(N, 5, 3)),
 }
-
-
-class _LSTMHead(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(3, 6, batch_first=True)
-        self.fc = nn.Linear(6, 6)
-
-    def forward(self, x):
-        return self.fc(self.lstm(x)[0][:, -1])
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -69,7 +69,7 @@ def test_principal_angles_match_scipy_on_oracle_gradients(case):
     oracle = {g: _oracle_svd(model, losses, g) for g in (None, 0, 1, 2)}
     for key in snap.keys:
         for g in (None, 0, 1, 2):
-            u, s, vh = oracle[g][key]
+            u, _, vh = oracle[g][key]
             for side, want in (("left", u[:, :k].T), ("right", vh[:k])):
                 got = snap.singular_vectors(key, g, side)
                 assert got.shape == want.shape

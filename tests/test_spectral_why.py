@@ -89,9 +89,11 @@ def test_a_weight_used_functionally_outside_its_module_is_refused(with_groups):
     model = TiedLM(functional=True)
     x, y = torch.randint(0, 11, (N, 5)), torch.randint(0, 11, (N,))
     rec = SpectralRecorder(model)
-    with pytest.raises(CheckFailed, match=r"'emb.weight' is used by MmBackward0 outside the modules"):
-        with rec.record(groups=GROUPS if with_groups else None):
-            F.cross_entropy(model(x), y).backward()
+    with (
+        pytest.raises(CheckFailed, match=r"'emb.weight' is used by MmBackward0 outside the modules"),
+        rec.record(groups=GROUPS if with_groups else None),
+    ):
+        F.cross_entropy(model(x), y).backward()
     assert model.emb.weight.grad is None  # refused before the backward ran
 
 
@@ -100,9 +102,11 @@ def test_a_penalty_on_a_weight_in_the_loss_is_refused():
     model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
     x, y = torch.randn(N, 5), torch.randint(0, 2, (N,))
     rec = SpectralRecorder(model)
-    with pytest.raises(CheckFailed, match=r"'0.weight' is used by .* a penalty on the weight in the loss"):
-        with rec.record():
-            (F.cross_entropy(model(x), y) + 1e-3 * model[0].weight.pow(2).sum()).backward()
+    with (
+        pytest.raises(CheckFailed, match=r"'0.weight' is used by .* a penalty on the weight in the loss"),
+        rec.record(),
+    ):
+        (F.cross_entropy(model(x), y) + 1e-3 * model[0].weight.pow(2).sum()).backward()
 
 
 # ---------------------------------------------------------------------------------- coupling
@@ -140,9 +144,11 @@ def test_a_forward_that_couples_samples_refuses_groups(case):
     model = make().double()
     x, y = torch.randn(N, 5, dtype=torch.float64), torch.randint(0, 3, (N,))
     rec = SpectralRecorder(model)
-    with pytest.raises(CheckFailed, match=f"the forward couples samples.*{where}.*assume_independent=True"):
-        with rec.record(groups=GROUPS):
-            F.cross_entropy(model(x), y).backward()
+    with (
+        pytest.raises(CheckFailed, match=f"the forward couples samples.*{where}.*assume_independent=True"),
+        rec.record(groups=GROUPS),
+    ):
+        F.cross_entropy(model(x), y).backward()
     # without groups the whole-batch spectrum is defined and exact
     recorded_vs_oracle(model, lambda: F.cross_entropy(model(x), y, reduction="none"), None)
 
@@ -151,9 +157,11 @@ def test_a_loss_that_couples_samples_refuses_groups():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 4)).double()
     x = torch.randn(N, 5, dtype=torch.float64)
-    with pytest.raises(CheckFailed, match=r"the loss couples samples.*InfoNCE"):
-        with SpectralRecorder(model).record(groups=GROUPS):
-            _infonce(model, x).mean().backward()
+    with (
+        pytest.raises(CheckFailed, match=r"the loss couples samples.*InfoNCE"),
+        SpectralRecorder(model).record(groups=GROUPS),
+    ):
+        _infonce(model, x).mean().backward()
     recorded_vs_oracle(model, lambda: _infonce(model, x), None)
 
 
@@ -203,15 +211,17 @@ def test_sequence_first_with_t_equal_n_is_refused_by_default_and_exact_with_batc
     torch.manual_seed(7)
     model = SeqFirst().double()
     x, y = torch.randn(N, N, 3, dtype=torch.float64), torch.randint(0, 2, (N,))  # T == N
-    with pytest.raises(CheckFailed, match=r"'fc' \(Linear\): its output keeps samples on dim 1.*batch_dim=\{'fc': 1\}"):
-        with SpectralRecorder(model).record(groups=GROUPS):
-            F.cross_entropy(model(x), y).backward()
+    with (
+        pytest.raises(CheckFailed, match=r"'fc' \(Linear\): its output keeps samples on dim 1.*batch_dim=\{'fc': 1\}"),
+        SpectralRecorder(model).record(groups=GROUPS),
+    ):
+        F.cross_entropy(model(x), y).backward()
     recorded_vs_oracle(model, lambda: F.cross_entropy(model(x), y, reduction="none"), GROUPS, batch_dim={"fc": 1})
 
 
 def test_a_conv_given_another_sample_axis_is_refused_at_construction():
     model = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 6, 2))
-    with pytest.raises(ValueError, match="'0' .*Conv1d.* takes samples on dim 0"):
+    with pytest.raises(ValueError, match=r"'0' .*Conv1d.* takes samples on dim 0"):
         SpectralRecorder(model, batch_dim=1)
     with pytest.raises(ValueError, match="batch_dim names module 'nope'"):
         SpectralRecorder(model, batch_dim={"nope": 1})

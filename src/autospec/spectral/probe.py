@@ -27,6 +27,7 @@ layers and the outputs do see the probe's backward passes (documented side effec
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,51 +64,76 @@ def sample_sets(n: int) -> list[torch.Tensor]:
     return out
 
 
-def _positions_in(layout: SampleLayout, size: int, s: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _outside(layout: SampleLayout, size: int, sets: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(B, size): True where a position's sample is NOT in probe set b (``sets``: (B, n) bool)."""
     ids = torch.arange(size) if layout.ids is None else layout.ids.cpu()
-    return s[ids].to(device)
+    return (~sets[:, ids]).to(device)
 
 
-def _masked_random(t: Probed, s: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _masked_random(t: Probed, sets: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """(B, *shape): random cotangents kept only at the positions of the samples in each set."""
     x = t.tensor
     axis = t.layout.axis % x.dim()
-    keep = _positions_in(t.layout, x.shape[axis], s, x.device).to(x.dtype)
-    shape = [1] * x.dim()
-    shape[axis] = x.shape[axis]
-    noise = torch.randn(x.shape, generator=gen, dtype=torch.float32, device="cpu").to(x.device, x.dtype)
+    keep = (~_outside(t.layout, x.shape[axis], sets, x.device)).to(x.dtype)  # (B, P)
+    shape = [sets.shape[0]] + [1] * x.dim()
+    shape[axis + 1] = x.shape[axis]
+    noise = torch.randn((sets.shape[0], *x.shape), generator=gen, dtype=torch.float32).to(x.device, x.dtype)
     return noise * keep.reshape(shape)
 
 
-def _leaks(adj: torch.Tensor, layout: SampleLayout, s: torch.Tensor) -> bool:
-    axis = layout.axis % adj.dim()
-    outside = ~_positions_in(layout, adj.shape[axis], s, adj.device)
-    moved = adj.detach().movedim(axis, 0)[outside]
-    return bool(moved.numel()) and bool((moved != 0).any())
+def _leak_rows(adj: torch.Tensor, layout: SampleLayout, sets: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: probe b put non-zero adjoint on a position of a sample outside set b."""
+    b = adj.shape[0]
+    axis = layout.axis % (adj.dim() - 1)
+    moved = adj.detach().movedim(axis + 1, 1)
+    nonzero = (moved != 0).reshape(b, moved.shape[1], -1).any(2)  # (B, P)
+    return (nonzero & _outside(layout, moved.shape[1], sets, adj.device)).any(1)
 
 
 class Inconclusive(Exception):
     """The probe saw non-finite values: it cannot tell; the next recorded step probes again."""
 
 
+def pullback(
+    outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], cotangents: Sequence[torch.Tensor]
+) -> list[torch.Tensor | None]:
+    """Stacked ``autograd.grad(outputs, inputs, c[b])`` over the leading axis b of each cotangent:
+    one vmapped backward when every kernel has a batching rule, else one backward per b."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # vmap fallback performance notes
+            grads = torch.autograd.grad(
+                list(outputs), list(inputs), list(cotangents), retain_graph=True, allow_unused=True,
+                is_grads_batched=True,
+            )  # fmt: skip
+        return list(grads)
+    except RuntimeError:
+        rows = [
+            torch.autograd.grad(
+                list(outputs), list(inputs), [c[b] for c in cotangents], retain_graph=True, allow_unused=True
+            )
+            for b in range(cotangents[0].shape[0])
+        ]
+        return [None if rows[0][j] is None else torch.stack([r[j] for r in rows]) for j in range(len(inputs))]
+
+
 def _leaking(outs: Sequence[Probed], zs: Sequence[Probed], n: int) -> tuple[list[bool], str | None]:
     """Which of ``zs`` receive adjoint from outputs of other samples; and an axis hint if one fits."""
+    sets = torch.stack(sample_sets(n))
     gen = torch.Generator().manual_seed(0)
     flags = [False] * len(zs)
     hint = None
     with internal_scope():
-        for s in sample_sets(n):
-            cot = [_masked_random(o, s, gen) for o in outs]
-            adjs = torch.autograd.grad(
-                [o.tensor for o in outs], [z.tensor for z in zs], cot, retain_graph=True, allow_unused=True
-            )
-            for j, (z, a) in enumerate(zip(zs, adjs)):
-                if a is None:
-                    continue
-                if not bool(torch.isfinite(a).all()):
-                    raise Inconclusive
-                if _leaks(a, z.layout, s):
-                    flags[j] = True
-                    hint = hint or _axis_hint(z, a, s, n)
+        cots = [_masked_random(o, sets, gen) for o in outs]
+        adjs = pullback([o.tensor for o in outs], [z.tensor for z in zs], cots)
+        for j, (z, a) in enumerate(zip(zs, adjs)):
+            if a is None:
+                continue
+            if not bool(torch.isfinite(a).all()):
+                raise Inconclusive
+            if bool(_leak_rows(a, z.layout, sets).any()):
+                flags[j] = True
+                hint = hint or _axis_hint(z, a, sets, n)
     return flags, hint
 
 
@@ -152,13 +178,13 @@ def _culprit(outs: Sequence[Probed], calls: Sequence[Probed], n: int) -> str:
     return f"; the coupling lies between the output of {cands[last].label} and the output of {after.label}"
 
 
-def _axis_hint(z: Probed, adj: torch.Tensor, s: torch.Tensor, n: int) -> str | None:
+def _axis_hint(z: Probed, adj: torch.Tensor, sets: torch.Tensor, n: int) -> str | None:
     """If the adjoint separates samples along another axis of size n, the sample axis is wrong."""
     if z.layout.ids is not None:
         return None
-    here = z.layout.axis % adj.dim()
-    for d in range(adj.dim()):
-        if d != here and adj.shape[d] == n and not _leaks(adj, SampleLayout(d), s):
+    here = z.layout.axis % (adj.dim() - 1)
+    for d in range(adj.dim() - 1):
+        if d != here and adj.shape[d + 1] == n and not bool(_leak_rows(adj, SampleLayout(d), sets).any()):
             return (
                 f"{z.label}: its output keeps samples on dim {d}, not dim {here} as assumed "
                 f"(sequence-first layout?); pass batch_dim={{'{z.name}': {d}}}"
@@ -182,19 +208,19 @@ def loss_probe(loss: torch.Tensor, gradient: torch.Tensor | None, outputs: Seque
         if not live:
             return None  # linear in the outputs: no coupling through the loss
         gen = torch.Generator().manual_seed(1)
-        for s in sample_sets(n):
-            vs = [_masked_random(o, s, gen) for o, _ in live]
-            hv = torch.autograd.grad(
-                [g for _, g in live], [o.tensor for o, _ in live], vs, retain_graph=True, allow_unused=True
-            )
-            for (o, _), h in zip(live, hv):
-                if h is not None and not bool(torch.isfinite(h).all()):
-                    raise Inconclusive
-                if h is not None and _leaks(h, o.layout, s):
-                    return (
-                        f"the loss couples samples: its gradient at sample i depends on other samples' outputs "
-                        f"({o.label}), e.g. a contrastive (InfoNCE) loss or targets centred on the batch; a per-group "
-                        "gradient needs a loss that is a sum or mean of per-sample terms; record without groups, "
-                        "or pass assume_independent=True if you know better"
-                    )
+        sets = torch.stack(sample_sets(n))
+        vs = [_masked_random(o, sets, gen) for o, _ in live]
+        hvs = pullback([g for _, g in live], [o.tensor for o, _ in live], vs)
+        for (o, _), h in zip(live, hvs):
+            if h is None:
+                continue
+            if not bool(torch.isfinite(h).all()):
+                raise Inconclusive
+            if bool(_leak_rows(h, o.layout, sets).any()):
+                return (
+                    f"the loss couples samples: its gradient at sample i depends on other samples' outputs "
+                    f"({o.label}), e.g. a contrastive (InfoNCE) loss or targets centred on the batch; a per-group "
+                    "gradient needs a loss that is a sum or mean of per-sample terms; record without groups, "
+                    "or pass assume_independent=True if you know better"
+                )
     return None

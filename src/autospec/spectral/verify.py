@@ -64,6 +64,7 @@ class Verifier:
         self.loss_seen = False
         self.inconclusive = False
         self.since = coverage.sequence_nr()  # graph nodes from here on belong to this step
+        self._tap: _BackwardTap | None = None
 
     # ------------------------------------------------------------------ hooks
     def _pre(self, module: nn.Module, args: Any) -> None:
@@ -89,6 +90,7 @@ class Verifier:
             self.inner, self.calls = [], []
             roots = [t.grad_fn for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
             self._check(roots, coupled)
+            self._tap_backward()
 
     def _probe(self, run: Callable[[], str | None]) -> str | None:
         if not self.coupling:
@@ -140,6 +142,13 @@ class Verifier:
         self._check([loss.grad_fn], coupled)
 
     # ------------------------------------------------------------------ lifetime
+    def _tap_backward(self) -> None:
+        """From the end of the first outermost call on, see ``Tensor.backward`` (the loss): a
+        torch-function mode costs Python dispatch per op, so it is not active during the forward."""
+        if self._tap is None:
+            self._tap = _BackwardTap(self.on_backward)
+            self._tap.__enter__()  # type: ignore[no-untyped-call]
+
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         handles = []
@@ -147,11 +156,13 @@ class Verifier:
             handles.append(m.register_forward_pre_hook(self._pre))
             handles.append(m.register_forward_hook(self._post))
         try:
-            with _BackwardTap(self.on_backward):
-                yield
+            yield
         finally:
             for h in handles:
                 h.remove()
+            if self._tap is not None:
+                self._tap.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+                self._tap = None
         if self.coupling and not self.loss_seen and not self.inconclusive:
             warnings.warn(
                 "autospec: the loss was not checked for sample coupling (the backward did not go through "

@@ -1,0 +1,176 @@
+"""Memory (and time) of a recorded step with many groups, before and after issue 12's routes.
+
+Two cases from issue 12 ("Memory"), float32 MLPs of width W with groups:
+
+* ``per_subject`` — one group per sample (K = N): the old code padded every group's rows to N,
+  (K+1)·N·W·8 bytes per weight, quadratic in N;
+* ``n_ge_w`` — more samples than the width (N ≥ W) and K groups: the old code formed K+1 float64
+  W × W gradients per weight; the new one keeps a group's raw rows while it has fewer than W
+  (QR-core route) and forms only the whole batch's gradient.
+
+Each measurement runs in a fresh subprocess. On CPU the number is the extra peak resident memory
+(``ru_maxrss``) of one recorded step over one plain step of the same process state; on CUDA it is
+``torch.cuda.max_memory_allocated`` (exact). The baseline is any earlier source tree of the
+package, e.g. the main branch before the change::
+
+    git archive <rev> src | tar -x -C /tmp/autospec_base
+    python benchmarks/bench_recorder_memory.py --baseline /tmp/autospec_base/src
+
+Results go to ``benchmarks/results/recorder_memory.{json,md}`` (``--device cuda``: ``..._cuda``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HERE_SRC = Path(__file__).resolve().parents[1] / "src"
+CASES = {
+    "cpu": {"per_subject": {"W": 1024, "N": 256, "K": 256}, "n_ge_w": {"W": 1024, "N": 2048, "K": 8}},
+    "cuda": {"per_subject": {"W": 1024, "N": 256, "K": 256}, "n_ge_w": {"W": 2048, "N": 4096, "K": 8}},
+}
+
+
+def worker(case: dict[str, int], mode: str, device: str, rounds: int) -> dict[str, float]:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from autospec import SpectralRecorder
+
+    torch.manual_seed(0)
+    w, n, k = case["W"], case["N"], case["K"]
+    dev = torch.device(device)
+    model = nn.Sequential(nn.Linear(w, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10)).to(dev)
+    x, y = torch.randn(n, w, device=dev), torch.randint(0, 10, (n,), device=dev)
+    groups = (torch.arange(n) % k).to(dev)
+    rec = SpectralRecorder(model, stats=("grad",))
+
+    def plain() -> None:
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+
+    def recorded() -> None:
+        model.zero_grad()
+        with rec.record(groups=groups):
+            F.cross_entropy(model(x), y).backward()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    plain()
+    plain()
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.max_memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    (recorded if mode == "recorded" else plain)()
+    sync()
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if dev.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        (recorded if mode == "recorded" else plain)()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return {"peak_bytes": float(peak), "base_bytes": float(base), "step_s": statistics.median(times)}
+
+
+def measure(src: Path, case: dict[str, int], mode: str, args: argparse.Namespace) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(args.threads)}
+    cmd = [sys.executable, __file__, "--worker", json.dumps(case), mode, args.device, str(args.rounds)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        case, mode, device, rounds = json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+        print(json.dumps(worker(case, mode, device, rounds)))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", type=Path, required=True, help="src/ directory of the code before the change")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    rows = []
+    for name, case in CASES[args.device].items():
+        row: dict[str, object] = {"case": name, **case}
+        for label, src in (("before", args.baseline), ("after", HERE_SRC)):
+            plain = measure(src, case, "plain", args)
+            rec = measure(src, case, "recorded", args)
+            row[f"{label}_extra_MiB"] = (rec["peak_bytes"] - plain["peak_bytes"]) / 2**20
+            row[f"{label}_ratio"] = rec["step_s"] / plain["step_s"]
+            row[f"{label}_plain_ms"] = 1e3 * plain["step_s"]
+            print(name, label, json.dumps(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    result = {"machine": _machine(args.device, args.threads), "device": args.device, "rows": rows}
+    stem = "recorder_memory" + ("_cuda" if args.device == "cuda" else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+    return 0
+
+
+def _machine(device: str, threads: int) -> dict[str, object]:
+    import platform
+
+    import torch
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    info: dict[str, object] = {
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "threads": threads,
+        "python": platform.python_version(),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def to_markdown(result: dict) -> str:
+    m = result["machine"]
+    what = "CUDA max_memory_allocated" if result["device"] == "cuda" else "peak RSS"
+    lines = [
+        f"Machine: {m.get('gpu', m['cpu'])}, torch {m['torch']}, {m['threads']} CPU threads. Extra memory of one "
+        f"recorded step (stats=('grad',), groups) over a plain step ({what}); time as recorded/plain ratio.",
+        "",
+        "| case | W | N | K | before: extra MiB | before: time ratio (plain ms) | after: extra MiB | after: time ratio (plain ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['case']} | {r['W']} | {r['N']} | {r['K']} | {r['before_extra_MiB']:.0f} | {r['before_ratio']:.1f} "
+        f"({r['before_plain_ms']:.0f}) | {r['after_extra_MiB']:.0f} | {r['after_ratio']:.1f} ({r['after_plain_ms']:.0f}) |"
+        for r in result["rows"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
