@@ -36,6 +36,8 @@ import torch
 from .registry import SampleLayout
 from .replay import internal_scope
 
+PROBE_ELEMENTS = 1 << 26  # elements of stacked cotangents/adjoints per vmapped probe (256 MiB in float32)
+
 
 @dataclass
 class Probed:
@@ -117,23 +119,32 @@ def pullback(
         return [None if rows[0][j] is None else torch.stack([r[j] for r in rows]) for j in range(len(inputs))]
 
 
+def set_chunks(n: int, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The (B, n) probe sets in chunks whose stacked cotangents and adjoints stay within
+    :data:`PROBE_ELEMENTS` elements (the probe's memory is that of a few activations)."""
+    sets = torch.stack(sample_sets(n))
+    per_set = max(1, sum(t.numel() for t in tensors))
+    size = max(1, PROBE_ELEMENTS // per_set)
+    return list(torch.split(sets, size))
+
+
 def _leaking(outs: Sequence[Probed], zs: Sequence[Probed], n: int) -> tuple[list[bool], str | None]:
     """Which of ``zs`` receive adjoint from outputs of other samples; and an axis hint if one fits."""
-    sets = torch.stack(sample_sets(n))
     gen = torch.Generator().manual_seed(0)
     flags = [False] * len(zs)
     hint = None
     with internal_scope():
-        cots = [_masked_random(o, sets, gen) for o in outs]
-        adjs = pullback([o.tensor for o in outs], [z.tensor for z in zs], cots)
-        for j, (z, a) in enumerate(zip(zs, adjs)):
-            if a is None:
-                continue
-            if not bool(torch.isfinite(a).all()):
-                raise Inconclusive
-            if bool(_leak_rows(a, z.layout, sets).any()):
-                flags[j] = True
-                hint = hint or _axis_hint(z, a, sets, n)
+        for sets in set_chunks(n, [t.tensor for t in (*outs, *zs)]):
+            cots = [_masked_random(o, sets, gen) for o in outs]
+            adjs = pullback([o.tensor for o in outs], [z.tensor for z in zs], cots)
+            for j, (z, a) in enumerate(zip(zs, adjs)):
+                if a is None:
+                    continue
+                if not bool(torch.isfinite(a).all()):
+                    raise Inconclusive
+                if bool(_leak_rows(a, z.layout, sets).any()):
+                    flags[j] = True
+                    hint = hint or _axis_hint(z, a, sets, n)
     return flags, hint
 
 
@@ -192,6 +203,19 @@ def _axis_hint(z: Probed, adj: torch.Tensor, sets: torch.Tensor, n: int) -> str 
     return None
 
 
+def _hessian_leak(
+    live: Sequence[tuple[Probed, torch.Tensor]], hvs: Sequence[torch.Tensor | None], sets: torch.Tensor
+) -> str | None:
+    for (o, _), h in zip(live, hvs):
+        if h is None:
+            continue
+        if not bool(torch.isfinite(h).all()):
+            raise Inconclusive
+        if bool(_leak_rows(h, o.layout, sets).any()):
+            return o.label
+    return None
+
+
 def loss_probe(loss: torch.Tensor, gradient: torch.Tensor | None, outputs: Sequence[Probed], n: int) -> str | None:
     """None if the loss's Hessian with respect to the outputs has no cross-sample block."""
     outs = [o for o in outputs if o.tensor.requires_grad]
@@ -208,18 +232,14 @@ def loss_probe(loss: torch.Tensor, gradient: torch.Tensor | None, outputs: Seque
         if not live:
             return None  # linear in the outputs: no coupling through the loss
         gen = torch.Generator().manual_seed(1)
-        sets = torch.stack(sample_sets(n))
-        vs = [_masked_random(o, sets, gen) for o, _ in live]
-        hvs = pullback([g for _, g in live], [o.tensor for o, _ in live], vs)
-        for (o, _), h in zip(live, hvs):
-            if h is None:
-                continue
-            if not bool(torch.isfinite(h).all()):
-                raise Inconclusive
-            if bool(_leak_rows(h, o.layout, sets).any()):
+        for sets in set_chunks(n, [o.tensor for o, _ in live] * 2):
+            vs = [_masked_random(o, sets, gen) for o, _ in live]
+            hvs = pullback([g for _, g in live], [o.tensor for o, _ in live], vs)
+            leak = _hessian_leak(live, hvs, sets)
+            if leak is not None:
                 return (
                     f"the loss couples samples: its gradient at sample i depends on other samples' outputs "
-                    f"({o.label}), e.g. a contrastive (InfoNCE) loss or targets centred on the batch; a per-group "
+                    f"({leak}), e.g. a contrastive (InfoNCE) loss or targets centred on the batch; a per-group "
                     "gradient needs a loss that is a sum or mean of per-sample terms; record without groups, "
                     "or pass assume_independent=True if you know better"
                 )
