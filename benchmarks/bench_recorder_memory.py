@@ -8,9 +8,11 @@ Two cases from issue 12 ("Memory"), float32 MLPs of width W with groups:
   W × W gradients per weight; the new one keeps a group's raw rows while it has fewer than W
   (QR-core route) and forms only the whole batch's gradient.
 
-Each measurement runs in a fresh subprocess. On CPU the number is the extra peak resident memory
-(``ru_maxrss``) of one recorded step over one plain step of the same process state; on CUDA it is
-``torch.cuda.max_memory_allocated`` (exact). The baseline is any earlier source tree of the
+Each code version runs in a fresh subprocess. On CPU the number is the extra peak resident memory
+(``VmHWM``, reset through ``/proc/self/clear_refs``) of a recorded step over a plain step of the
+same process; on CUDA it is ``torch.cuda.max_memory_allocated`` (exact). "first" is the first
+recorded step, which runs the one-off checks (coupling probes); the main column is a later step.
+Times: recorded/plain medians, interleaved in one process. The baseline is any earlier source tree of the
 package, e.g. the main branch before the change::
 
     git archive <rev> src | tar -x -C /tmp/autospec_base
@@ -25,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,7 @@ CASES = {
 }
 
 
-def worker(case: dict[str, int], mode: str, device: str, rounds: int) -> dict[str, float]:
+def worker(case: dict[str, int], device: str, rounds: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -68,38 +69,38 @@ def worker(case: dict[str, int], mode: str, device: str, rounds: int) -> dict[st
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    def peak_of(fn) -> float:
+        """Peak memory of one call: CUDA's allocator peak, or the resident high-water mark (VmHWM,
+        reset through /proc/self/clear_refs)."""
+        sync()
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")
+        fn()
+        sync()
+        if dev.type == "cuda":
+            return float(torch.cuda.max_memory_allocated())
+        status = Path("/proc/self/status").read_text().splitlines()
+        return 1024.0 * float(next(line.split()[1] for line in status if line.startswith("VmHWM")))
+
     plain()
     plain()
-    sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.max_memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    (recorded if mode == "recorded" else plain)()
-    sync()
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if dev.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
+    peaks = {"plain": peak_of(plain), "first": peak_of(recorded), "steady": peak_of(recorded)}
     times: dict[str, list[float]] = {"plain": [], "recorded": []}
-    for _ in range(rounds if mode == "recorded" else 0):  # interleaved: load drifts hit both alike
+    for _ in range(rounds):  # interleaved: load drifts hit both alike
         for label, fn in (("plain", plain), ("recorded", recorded)):
             t0 = time.perf_counter()
             fn()
             sync()
             times[label].append(time.perf_counter() - t0)
-    ratio = (
-        statistics.median(times["recorded"]) / statistics.median(times["plain"]) if rounds and times["plain"] else 0.0
-    )
-    plain_s = statistics.median(times["plain"]) if times["plain"] else 0.0
-    return {"peak_bytes": float(peak), "base_bytes": float(base), "ratio": ratio, "plain_s": plain_s}
+    plain_s = statistics.median(times["plain"])
+    return {**peaks, "ratio": statistics.median(times["recorded"]) / plain_s, "plain_s": plain_s}
 
 
-def measure(src: Path, case: dict[str, int], mode: str, args: argparse.Namespace) -> dict[str, float]:
+def measure(src: Path, case: dict[str, int], args: argparse.Namespace) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(args.threads)}
-    cmd = [sys.executable, __file__, "--worker", json.dumps(case), mode, args.device, str(args.rounds)]
+    cmd = [sys.executable, __file__, "--worker", json.dumps(case), args.device, str(args.rounds)]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -109,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-        case, mode, device, rounds = json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
-        print(json.dumps(worker(case, mode, device, rounds)))
+        case, device, rounds = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+        print(json.dumps(worker(case, device, rounds)))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", type=Path, required=True, help="src/ directory of the code before the change")
@@ -123,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, case in CASES[args.device].items():
         row: dict[str, object] = {"case": name, **case}
         for label, src in (("before", args.baseline), ("after", HERE_SRC)):
-            plain = measure(src, case, "plain", args)
-            rec = measure(src, case, "recorded", args)
-            row[f"{label}_extra_MiB"] = (rec["peak_bytes"] - plain["peak_bytes"]) / 2**20
-            row[f"{label}_ratio"] = rec["ratio"]
-            row[f"{label}_plain_ms"] = 1e3 * rec["plain_s"]
+            m = measure(src, case, args)
+            row[f"{label}_extra_MiB"] = (m["steady"] - m["plain"]) / 2**20
+            row[f"{label}_first_extra_MiB"] = (m["first"] - m["plain"]) / 2**20
+            row[f"{label}_ratio"] = m["ratio"]
+            row[f"{label}_plain_ms"] = 1e3 * m["plain_s"]
             print(name, label, json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     result = {"machine": _machine(args.device, args.threads), "device": args.device, "rows": rows}
@@ -166,12 +167,14 @@ def to_markdown(result: dict) -> str:
         f"Machine: {m.get('gpu', m['cpu'])}, torch {m['torch']}, {m['threads']} CPU threads. Extra memory of one "
         f"recorded step (stats=('grad',), groups) over a plain step ({what}); time as recorded/plain ratio.",
         "",
-        "| case | W | N | K | before: extra MiB | before: time ratio (plain ms) | after: extra MiB | after: time ratio (plain ms) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | W | N | K | before: extra MiB | before: time ratio (plain ms) | after: extra MiB | "
+        "after: first (probe) step extra MiB | after: time ratio (plain ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['case']} | {r['W']} | {r['N']} | {r['K']} | {r['before_extra_MiB']:.0f} | {r['before_ratio']:.1f} "
-        f"({r['before_plain_ms']:.0f}) | {r['after_extra_MiB']:.0f} | {r['after_ratio']:.1f} ({r['after_plain_ms']:.0f}) |"
+        f"({r['before_plain_ms']:.0f}) | {r['after_extra_MiB']:.0f} | {r['after_first_extra_MiB']:.0f} | "
+        f"{r['after_ratio']:.1f} ({r['after_plain_ms']:.0f}) |"
         for r in result["rows"]
     ]
     return "\n".join(lines) + "\n"

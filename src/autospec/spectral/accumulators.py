@@ -9,7 +9,7 @@ Each accumulator lives for one recorded step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
 import torch
@@ -44,7 +44,7 @@ class RowFactor:
     def add(self, rows: torch.Tensor) -> None:
         if rows.shape[0] == 0:
             return
-        self._raw.append(rows.to(DTYPE))
+        self._raw.append(rows.clone())  # the layer's dtype: exact, and half the memory of float64
         self._nraw += rows.shape[0]
         self.rows += rows.shape[0]
         if self._nraw >= self._cap:
@@ -56,7 +56,7 @@ class RowFactor:
         parts = ([] if self._factor is None else [self._factor]) + self._raw
         if not parts:
             return torch.zeros((0, self.ncols), dtype=DTYPE)
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+        return torch.cat([p.to(DTYPE) for p in parts])
 
 
 class MatrixSpectra:
@@ -77,7 +77,7 @@ class MatrixSpectra:
         whole = Spectrum(svdvals(torch.cat(mats) if len(mats) > 1 else mats[0])[: min(total, ncols)], (total, ncols))
         if len(mats) == 1:
             return whole, []
-        vals = _batched(svdvals, [stack_padded(c) for c in _chunks(mats)])
+        vals = _batched(svdvals, (stack_padded(c) for c in _chunks(mats)))
         per = [Spectrum(v[: min(g.rows, ncols)], (g.rows, ncols)) for v, g in zip(vals, self.groups)]
         return whole, per
 
@@ -98,8 +98,9 @@ class _Part:
             return
         self.rows += a.shape[0]
         if self.formed is None and self.rows < self.cap:
-            self.a.append(a.to(DTYPE))
-            self.d.append(d.to(DTYPE))
+            # kept in the layer's dtype (exact, half the memory of float64); upcast when used
+            self.a.append(a.clone())
+            self.d.append(d.clone())
             return
         self._form(a.device)
         assert self.formed is not None
@@ -114,14 +115,14 @@ class _Part:
     def as_formed(self, device: torch.device) -> torch.Tensor:
         out = torch.zeros(self.shape, dtype=DTYPE, device=device) if self.formed is None else self.formed.clone()
         if self.a:
-            out += torch.cat(self.d).T @ torch.cat(self.a)
+            out += _cat64(self.d).T @ _cat64(self.a)
         return out
 
     def _form(self, device: torch.device) -> None:
         if self.formed is None:
             self.formed = torch.zeros(self.shape, dtype=DTYPE, device=device)
         if self.a:
-            self.formed += torch.cat(self.d).T @ torch.cat(self.a)
+            self.formed += _cat64(self.d).T @ _cat64(self.a)
             self.a, self.d = [], []
 
 
@@ -194,20 +195,19 @@ def _finish_parts(parts: Sequence[_Part], shape: tuple[int, int], vectors: int |
     mats = [p.formed for p in parts if p.formed is not None]
     for i, s in zip(formed, _formed_spectra(mats, shape, vectors)):
         out[i] = s
-    raw = [i for i, p in enumerate(parts) if p.formed is None]
-    a = [torch.cat(parts[i].a) if parts[i].a else torch.zeros((0, shape[1]), dtype=DTYPE) for i in raw]
-    d = [torch.cat(parts[i].d) if parts[i].d else torch.zeros((0, shape[0]), dtype=DTYPE) for i in raw]
+    live = [i for i, p in enumerate(parts) if p.formed is None and p.a]
+    for i, p in enumerate(parts):
+        if p.formed is None and not p.a:
+            out[i] = Spectrum(torch.zeros(0, dtype=DTYPE), shape)
     if vectors is not None:
-        for i, ai, di in zip(raw, a, d):
-            out[i] = Spectrum(*_rows_triplets(ai, di, shape, vectors))
-    else:
-        live = [j for j, ai in enumerate(a) if ai.shape[0]]
-        pairs = [(stack_padded([a[j] for j in c]), stack_padded([d[j] for j in c])) for c in _chunks(live)]
-        vals = _batched(lambda ad: product_svdvals_qr(*ad), pairs)
-        for j, v in zip(live, vals):
-            out[raw[j]] = Spectrum(v[: a[j].shape[0]], shape)
-        for j in set(range(len(raw))) - set(live):
-            out[raw[j]] = Spectrum(torch.zeros(0, dtype=DTYPE), shape)
+        for i in live:
+            out[i] = Spectrum(*_rows_triplets(_cat64(parts[i].a), _cat64(parts[i].d), shape, vectors))
+        return [s for s in out if s is not None]
+    for chunk in _chunks(live):  # float64 copies of one chunk of groups at a time, padded to its largest
+        a = stack_padded([torch.cat(parts[i].a) for i in chunk])
+        d = stack_padded([torch.cat(parts[i].d) for i in chunk])
+        for i, v in zip(chunk, product_svdvals_qr(a, d)):
+            out[i] = Spectrum(v[: parts[i].rows], shape)
     return [s for s in out if s is not None]
 
 
@@ -227,7 +227,7 @@ def _formed_spectra(mats: Sequence[torch.Tensor], shape: tuple[int, int], vector
             s, left, right = _top(m, vectors)
             out.append(Spectrum(s, shape, left, right))
         return out
-    vals = _batched(svdvals, [torch.stack(list(c)) for c in _chunks(mats)])
+    vals = _batched(svdvals, (torch.stack(list(c)) for c in _chunks(mats)))
     return [Spectrum(v, shape) for v in vals]
 
 
@@ -243,11 +243,16 @@ def _chunks(items: Sequence[T]) -> list[list[T]]:
     return [seq[i : i + _SVD_BATCH] for i in range(0, len(seq), _SVD_BATCH)]
 
 
-def _batched(fn: Callable[[T], torch.Tensor], batches: Sequence[T]) -> list[torch.Tensor]:
+def _batched(fn: Callable[[T], torch.Tensor], batches: Iterable[T]) -> list[torch.Tensor]:
+    """``fn`` over lazily built batches (one stacked copy alive at a time), rows concatenated."""
     out: list[torch.Tensor] = []
     for b in batches:
         out.extend(fn(b))
     return out
+
+
+def _cat64(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([r.to(DTYPE) for r in rows])
 
 
 def _working(t: torch.Tensor) -> torch.Tensor:

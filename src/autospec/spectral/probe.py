@@ -36,7 +36,7 @@ import torch
 from .registry import SampleLayout
 from .replay import internal_scope
 
-PROBE_ELEMENTS = 1 << 26  # elements of stacked cotangents/adjoints per vmapped probe (256 MiB in float32)
+PROBE_ELEMENTS = 1 << 24  # elements of stacked cotangents/adjoints per vmapped probe (64 MiB in float32)
 
 
 @dataclass
