@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", type=Path, required=True, help="src/ directory of the code before the change")
+    ap.add_argument("--baseline-label", default="", help="what the baseline is, e.g. 'main at 795fb9d'")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -131,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{label}_plain_ms"] = 1e3 * m["plain_s"]
             print(name, label, json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
-    result = {"machine": _machine(args.device, args.threads), "device": args.device, "rows": rows}
+    result = {
+        "machine": _machine(args.device, args.threads),
+        "device": args.device,
+        "baseline": args.baseline_label or str(args.baseline),
+        "rows": rows,
+    }
     stem = "recorder_memory" + ("_cuda" if args.device == "cuda" else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -162,10 +168,11 @@ def _machine(device: str, threads: int) -> dict[str, object]:
 
 def to_markdown(result: dict) -> str:
     m = result["machine"]
-    what = "CUDA max_memory_allocated" if result["device"] == "cuda" else "peak RSS"
+    what = "CUDA max_memory_allocated" if result["device"] == "cuda" else "peak resident memory, VmHWM"
     lines = [
         f"Machine: {m.get('gpu', m['cpu'])}, torch {m['torch']}, {m['threads']} CPU threads. Extra memory of one "
-        f"recorded step (stats=('grad',), groups) over a plain step ({what}); time as recorded/plain ratio.",
+        f"recorded step (stats=('grad',), groups) over a plain step ({what}); time: recorded/plain ratio of medians, interleaved.",
+        f"Before: {result.get('baseline', '?')}; after: this tree.",
         "",
         "| case | W | N | K | before: extra MiB | before: time ratio (plain ms) | after: extra MiB | "
         "after: first (probe) step extra MiB | after: time ratio (plain ms) |",
