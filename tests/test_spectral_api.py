@@ -110,6 +110,18 @@ def test_a_block_without_forward_or_backward_warns_that_nothing_was_recorded():
     assert snap.recorded and snap.keys == []
 
 
+def test_a_backward_after_the_block_warns_that_nothing_was_recorded():
+    model = _mlp()
+    rec = SpectralRecorder(model)
+    with (
+        pytest.warns(RuntimeWarning, match=r"forward ran inside the record\(\) block but not its backward"),
+        rec.record() as snap,
+    ):
+        out = model(torch.randn(4, 8))
+    out.sum().backward()  # after the block: nothing is recorded, .grad is as usual
+    assert snap.keys == [] and model[0].weight.grad is not None
+
+
 def test_skipped_steps_do_not_warn():
     model = _mlp()
     rec = SpectralRecorder(model, every=2)

@@ -256,12 +256,13 @@ class SpectralRecorder:
                 stacklevel=4,
             )
         if not snap.keys:
-            warnings.warn(
-                f"autospec: nothing was recorded at step {snap.step}: run the model's forward AND backward inside "
-                "the record() block (or no recorded weight took part in them)",
-                RuntimeWarning,
-                stacklevel=4,
+            seen_forward = bool(st.calls) or any(st.replays.values())
+            why = (
+                "the forward ran inside the record() block but not its backward"
+                if seen_forward
+                else "run the model's forward AND backward inside the record() block (or no recorded weight took part)"
             )
+            warnings.warn(f"autospec: nothing was recorded at step {snap.step}: {why}", RuntimeWarning, stacklevel=4)
 
 
 def _delta_setter(call: replay.ReplayCall, i: int) -> Any:
