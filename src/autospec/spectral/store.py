@@ -75,6 +75,8 @@ COLUMNS = {
     "value": "singular value, float64 (NaN when the gradient was not finite)",
     "rank_zero": "True iff the value is beyond the numerical rank (max(m,n)*eps(layer dtype)*sigma_1); it is then 0.0",
 }
+#: the columns every spectra file has (``rank_zero`` is absent from files of schema ``/1``)
+REQUIRED_COLUMNS = ("step", "key", "stat", "group", "index", "value")
 ARROW_SCHEMA = pa.schema(
     [
         ("step", pa.int64()),
