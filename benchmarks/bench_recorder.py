@@ -7,8 +7,14 @@ round by round so that load drifts hit every mode alike; medians are compared as
 per-sample route (torch.func per-sample gradients → group sums → SVD) computes the same group
 spectra; its time and its largest relative disagreement with the recorder are reported too.
 
-Results go to ``benchmarks/results/recorder.json`` and ``recorder.md`` (quoted in the README).
-Usage: ``python benchmarks/bench_recorder.py [--quick] [--threads 2]``.
+The one-off cost of the checks of the first recorded step (issue 12: use coverage, and with
+groups the sample-coupling probes) is measured for an MLP and a 1D CNN (``--part probe``): the
+first recorded step of a fresh recorder minus a later recorded step, as ms and as a ratio to a
+plain step.
+
+Results go to ``benchmarks/results/recorder.json``/``recorder.md`` (quoted in the README) and
+``recorder_probe.json``/``recorder_probe.md``.
+Usage: ``python benchmarks/bench_recorder.py [--quick] [--threads 2] [--part timing|probe|all]``.
 """
 
 from __future__ import annotations
@@ -118,6 +124,75 @@ def max_rel_diff(snap, spectra) -> float:
     return worst
 
 
+def probe_cost(name: str, n: int, rounds: int) -> dict:
+    """Median time spent in the first recorded step's checks, with and without groups.
+
+    Timed inside the checks themselves (model probe, loss probe, coverage walk), so load drifts of
+    the rest of the step do not enter; every step gets a fresh batch (as in mini-batch training).
+    """
+    from unittest import mock
+
+    from autospec.spectral import coverage, probe
+
+    model, _, y, groups = make_case(name, n)
+    batches = [make_case(name, n, seed=s)[1] for s in range(1, 4)]
+    spent = [0.0]
+
+    def timed(fn):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t0
+
+        return run
+
+    def step(rec=None, g=None, i=0):
+        x = batches[i % len(batches)]
+        model.zero_grad()
+        t0 = time.perf_counter()
+        if rec is None:
+            F.cross_entropy(model(x), y).backward()
+        else:
+            with rec.record(groups=g):
+                F.cross_entropy(model(x), y).backward()
+        return time.perf_counter() - t0
+
+    patches = [
+        mock.patch.object(probe, "model_probe", timed(probe.model_probe)),
+        mock.patch.object(probe, "loss_probe", timed(probe.loss_probe)),
+        mock.patch.object(coverage, "uncovered_uses", timed(coverage.uncovered_uses)),
+    ]
+    plain, checks_g, checks_n, first_g, later_g = [], [], [], [], []
+    with patches[0], patches[1], patches[2]:
+        step()  # warm-up (and one-off imports)
+        for r in range(rounds + 1):
+            plain.append(step(i=r))
+            rec = SpectralRecorder(model, stats=("grad",))
+            spent[0] = 0.0
+            first_g.append(step(rec, groups, r))
+            checks_g.append(spent[0])
+            later_g.append(step(rec, groups, r + 1))
+            rec = SpectralRecorder(model, stats=("grad",))
+            spent[0] = 0.0
+            step(rec, None, r)
+            checks_n.append(spent[0])
+    med = statistics.median
+    p = med(plain[1:])  # the first round pays one-off imports (vmap, sympy): left out
+    return {
+        "model": name,
+        "N": n,
+        "plain_ms": 1e3 * p,
+        "probe_groups_ms": 1e3 * med(checks_g[1:]),
+        "probe_groups_ratio": med(checks_g[1:]) / p,
+        "coverage_only_ms": 1e3 * med(checks_n[1:]),
+        "coverage_only_ratio": med(checks_n[1:]) / p,
+        "first_minus_later_ms": 1e3 * med([a - b for a, b in zip(first_g[1:], later_g[1:])]),
+        "recorded_ms": 1e3 * med(later_g[1:]),
+    }
+
+
 def machine() -> dict:
     cpu = platform.processor() or ""
     try:
@@ -135,8 +210,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N and few rounds (smoke run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--part", choices=("timing", "probe", "all"), default="all")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.part in ("probe", "all"):
+        run_probe(args)
+    if args.part == "probe":
+        return 0
     sizes = (32, 256) if args.quick else (32, 256, 2048)
     rows = []
     for name in ("mlp", "cnn1d", "lstm"):
@@ -171,6 +251,34 @@ def main(argv=None) -> int:
     write_text_atomic(args.out / f"{stem}.md", to_markdown(result))
     print(to_markdown(result))
     return 0
+
+
+def run_probe(args) -> None:
+    rows = [probe_cost(name, 256, 3 if args.quick else 11) for name in ("mlp", "cnn1d")]
+    for r in rows:
+        print(json.dumps(r), file=sys.stderr, flush=True)
+    result = {"machine": machine(), "quick": args.quick, "rows": rows}
+    m = result["machine"]
+    lines = [
+        f"Machine: {m['cpu']} ({m.get('hostname', '?')}), torch {m['torch']}, {m['threads']} threads. One-off cost of the "
+        "first recorded step's checks, timed inside them (median over fresh recorders, stats=('grad',), fresh batch "
+        "per step); 'first − later' is the whole first recorded step minus a later one (noisier).",
+        "",
+        "| model | N | plain step ms | recorded step ms | with groups: coverage + coupling probes ms (× plain) | "
+        "first − later recorded step ms | without groups: coverage check ms (× plain) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['N']} | {r['plain_ms']:.1f} | {r['recorded_ms']:.1f} | {r['probe_groups_ms']:.1f} "
+        f"({r['probe_groups_ratio']:.1f}×) | {r['first_minus_later_ms']:.1f} | {r['coverage_only_ms']:.1f} "
+        f"({r['coverage_only_ratio']:.2f}×) |"
+        for r in rows
+    ]
+    stem = "recorder_probe_quick" if args.quick else "recorder_probe"
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out / f"{stem}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def to_markdown(result: dict) -> str:

@@ -117,7 +117,7 @@ def test_act_and_delta_are_refused_for_modules_that_hide_them():
     rec = SpectralRecorder(model)
     with rec.record() as snap:
         model(torch.randn(2, 5, 3))[0].sum().backward()
-    with pytest.raises(ValueError, match="weight_ih_l0.*hides its inputs"):
+    with pytest.raises(ValueError, match=r"weight_ih_l0.*hides its inputs"):
         snap.singular_values("weight_ih_l0", "act")
     assert snap.singular_values("weight_ih_l0").shape == (3,)  # (16, 3) weight
 

@@ -66,23 +66,30 @@ def test_groups_of_wrong_length_name_both_sizes():
 def test_groups_of_wrong_length_on_the_generic_path():
     lstm = nn.LSTM(2, 3, batch_first=True)
     rec = SpectralRecorder(lstm)
-    with pytest.raises(ValueError, match=r"groups has 3 entries.*batch of 4 samples"):
-        with rec.record(groups=torch.tensor([0, 1, 0])):
-            lstm(torch.randn(4, 5, 2))[0].sum().backward()
+    with (
+        pytest.raises(ValueError, match=r"groups has 3 entries.*batch of 4 samples"),
+        rec.record(groups=torch.tensor([0, 1, 0])),
+    ):
+        lstm(torch.randn(4, 5, 2))[0].sum().backward()
 
 
 @pytest.mark.parametrize(
-    "groups, msg",
+    "groups, err, msg",
     [
-        (torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]), "integer group ids, got dtype torch.float32"),
-        (torch.tensor([True, False, True, False, True]), "integer group ids"),
-        (torch.tensor([[0, 1, 0, 1, 0]]), "1-D"),
-        (torch.tensor([0, -1, 0, 1, 0]), ">= 0"),
+        (torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]), TypeError, "integer group ids, got dtype torch.float32"),
+        (torch.tensor([True, False, True, False, True]), TypeError, "integer group ids"),
+        (np.array([0.5, 1, 0, 1, 0]), TypeError, "numpy array of dtype float64"),
+        (["0", "1", "0", "1", "0"], TypeError, r"got '0' \(str\)"),
+        ([0, 1.7, 0, 1, 0], TypeError, r"got 1.7 \(float\)"),
+        ([0, True, 0, 1, 0], TypeError, r"got True \(bool\)"),
+        ("01010", TypeError, "tensor, array or list"),
+        (torch.tensor([[0, 1, 0, 1, 0]]), ValueError, "1-D"),
+        (torch.tensor([0, -1, 0, 1, 0]), ValueError, ">= 0"),
     ],
 )
-def test_bad_group_tensors_are_refused(groups, msg):
+def test_bad_group_tensors_are_refused(groups, err, msg):
     model = _mlp()
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(err, match=msg):
         _step(model, SpectralRecorder(model), torch.randn(5, 8), torch.randint(0, 3, (5,)), groups)
 
 
@@ -116,7 +123,9 @@ def test_batchnorm_in_training_mode_refuses_groups_but_eval_mode_is_fine():
     model = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
     rec = SpectralRecorder(model)
     x, y, g = torch.randn(6, 8), torch.randint(0, 3, (6,)), torch.tensor([0, 1] * 3)
-    with pytest.raises(ValueError, match=r"1 \(BatchNorm1d\) is in training mode"):
+    with pytest.raises(
+        ValueError, match=r"couples samples.*between the output of '0' \(Linear\) and the output of '1' \(BatchNorm1d\)"
+    ):
         _step(model, rec, x, y, g)
     _step(model, rec, x, y)  # no groups: fine
     model[1].eval()

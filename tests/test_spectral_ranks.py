@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,3 +93,52 @@ def test_own_elman_rnn_with_n3_t4_reaches_rank_12():
     assert _rank(snap, "layers.0.ih.weight") == 12
     assert _rank(snap, "layers.0.ih.weight", "act") == 12
     assert _rank(snap, "layers.0.hh.weight") == 9  # h_{-1} = 0 contributes nothing
+
+
+# ---------------------------------------------------------------------------------- rank_zero (issue 9 item 7)
+def test_beyond_rank_noise_of_the_formed_route_is_stored_as_zero_and_flagged():
+    """Output layer of a float32 softmax classifier: rank ≤ C−1; the formed route's last σ is
+    rounding noise (≈1e-8·σ₁), below max(m, n)·eps(float32)·σ₁: stored as 0.0, flagged."""
+    torch.manual_seed(6)
+    c = 6
+    model = nn.Sequential(nn.Linear(30, 25), nn.ReLU(), nn.Linear(25, c))
+    x, y = torch.randn(40, 30), torch.randint(0, c, (40,))
+    with SpectralRecorder(model).record(groups=torch.arange(40) % 2) as snap:
+        F.cross_entropy(model(x), y).backward()
+    for group in (None, 0, 1):
+        v = snap.singular_values("2.weight", group=group)
+        assert snap.rank("2.weight", group=group) == c - 1
+        assert v[-1] == 0.0 and v[-2] > 0
+        np.testing.assert_array_equal(snap.rank_zero("2.weight", group=group), np.arange(c) >= c - 1)
+        # the flag uses float32's epsilon, the dtype the layer computed in
+        assert numerical_rank(v, (c, 25), dtype=torch.float32) == c - 1
+    raw = torch.linalg.svdvals(model[2].weight.grad.double())
+    assert 0 < float(raw[-1]) < 25 * torch.finfo(torch.float32).eps * float(raw[0])  # it was noise
+
+
+def test_structural_zeros_of_the_qr_route_are_flagged_and_the_frame_carries_them():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(20, 16), nn.Tanh(), nn.Linear(16, 10)).double()
+    x, target = torch.randn(3, 20, dtype=torch.float64), torch.randn(3, 10, dtype=torch.float64)
+    with SpectralRecorder(model).record() as snap:
+        F.mse_loss(model(x), target).backward()
+    v = snap.singular_values("0.weight")
+    assert len(v) == 16 and snap.rank("0.weight") == 3 and np.all(v[3:] == 0.0)
+    df = snap.to_frame()
+    assert df["rank_zero"].dtype == bool
+    np.testing.assert_array_equal(df["rank_zero"].to_numpy(), df["value"].to_numpy() == 0.0)
+    sel = df[(df.key == "0.weight") & (df.stat == "grad")]
+    assert sel["rank_zero"].tolist() == [False] * 3 + [True] * 13
+    assert snap.rank("0.weight", "act") == 3  # σ(A) of 3 rows: length min(3, 20) = 3, all kept
+
+
+def test_a_nan_spectrum_has_rank_zero_and_no_flags():
+    model = nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    x[0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match="non-finite"), SpectralRecorder(model).record() as snap:
+        model(x).sum().backward()
+    assert np.isnan(snap.singular_values("weight")).all() and snap.rank("weight") == 0
+    df = snap.to_frame()
+    assert df["value"].isna().any() and not df.loc[df["value"].isna(), "rank_zero"].any()
+    np.testing.assert_array_equal(df["rank_zero"].to_numpy(), df["value"].to_numpy() == 0.0)

@@ -37,7 +37,8 @@ def test_written_file_is_a_long_table_pandas_reads_alone(tmp_path):
     path = tmp_path / "spectra.parquet"
     snaps = _run(path)
     df = pd.read_parquet(path)  # no autospec import needed to read it
-    assert list(df.columns) == ["step", "key", "stat", "group", "index", "value"]
+    assert list(df.columns) == ["step", "key", "stat", "group", "index", "value", "rank_zero"]
+    assert df["rank_zero"].dtype == bool
     assert str(df["step"].dtype) == "int64" and str(df["index"].dtype) == "int32"
     assert df["value"].dtype == np.float64
     assert sorted(df["step"].unique()) == [0, 1, 2]
@@ -46,7 +47,7 @@ def test_written_file_is_a_long_table_pandas_reads_alone(tmp_path):
     np.testing.assert_array_equal(sel["value"].to_numpy(), snaps[2].singular_values("0.weight", "grad", 1))
     meta = pq.read_schema(path).metadata
     assert json.loads(meta[b"autospec.metadata"]) == {"run": "test"}
-    assert json.loads(meta[b"autospec.schema"])["id"] == "autospec-spectra/1"
+    assert json.loads(meta[b"autospec.schema"])["id"] == "autospec-spectra/2"
 
 
 def test_a_failed_run_leaves_no_file_and_no_temp(tmp_path):
@@ -54,3 +55,26 @@ def test_a_failed_run_leaves_no_file_and_no_temp(tmp_path):
     with pytest.raises(RuntimeError):
         _run(path, fail_at=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_of_schema_1_read_with_rank_zero_all_false(tmp_path):
+    """A file written before rank_zero existed (six columns) reads with the column all False."""
+    from autospec.spectral import read_spectra
+
+    old = pd.DataFrame(
+        {"step": np.zeros(3, np.int64), "key": ["w"] * 3, "stat": ["grad"] * 3, "group": np.full(3, -1, np.int64),
+         "index": np.arange(3, dtype=np.int32), "value": [2.0, 1.0, 1e-9]}
+    )  # fmt: skip
+    old.to_parquet(tmp_path / "old.parquet", index=False)
+    df = read_spectra(tmp_path / "old.parquet")
+    assert df["rank_zero"].dtype == bool and not df["rank_zero"].any()
+
+
+def test_a_frame_without_rank_zero_is_written_with_it_derived(tmp_path):
+    """Frames built without the column (e.g. by older callers) get rank_zero = (value == 0.0)."""
+    snaps = _run(tmp_path / "a.parquet", steps=1)
+    frame = snaps[0].to_frame().drop(columns="rank_zero")
+    with SpectraWriter(tmp_path / "b.parquet") as w:
+        w.write_frame(frame)
+    a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(a, b)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 DTYPE = torch.float64
@@ -33,7 +34,8 @@ def svdvals(m: torch.Tensor) -> torch.Tensor:
     if min(rows, cols) == 0:
         return m.new_zeros(m.shape[:-2] + (0,))
     try:
-        return torch.linalg.svdvals(_squarish(m))
+        vals: torch.Tensor = torch.linalg.svdvals(_squarish(m))
+        return vals
     except RuntimeError:  # LAPACK refuses non-finite input; find the finite ones
         pass
     out = m.new_full(m.shape[:-2] + (min(rows, cols),), float("nan"))
@@ -45,11 +47,12 @@ def svdvals(m: torch.Tensor) -> torch.Tensor:
 
 def _squarish(m: torch.Tensor) -> torch.Tensor:
     rows, cols = m.shape[-2], m.shape[-1]
+    r: torch.Tensor = m
     if cols >= 2 * rows:
-        return torch.linalg.qr(m.transpose(-1, -2), mode="r")[1]
-    if rows >= 2 * cols:
-        return torch.linalg.qr(m, mode="r")[1]
-    return m
+        r = torch.linalg.qr(m.transpose(-1, -2), mode="r")[1]
+    elif rows >= 2 * cols:
+        r = torch.linalg.qr(m, mode="r")[1]
+    return r
 
 
 def r_factor(rows: torch.Tensor) -> torch.Tensor:
@@ -59,7 +62,8 @@ def r_factor(rows: torch.Tensor) -> torch.Tensor:
     """
     if rows.shape[-2] <= rows.shape[-1]:
         return rows
-    return torch.linalg.qr(rows, mode="r")[1]
+    r: torch.Tensor = torch.linalg.qr(rows, mode="r")[1]
+    return r
 
 
 def fold_rows(acc: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
@@ -82,6 +86,43 @@ def product_svdvals_qr(a_rows: torch.Tensor, d_rows: torch.Tensor) -> torch.Tens
     return svdvals(ra @ rd.transpose(-1, -2))
 
 
+def product_svd_qr(a_rows: torch.Tensor, d_rows: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """Top-``k`` singular triplets of G = ΔᵀA (weight layout) from row blocks ``(r, n_in)``, ``(r, n_out)``.
+
+    Aᵀ = Q_a R_a, Δᵀ = Q_d R_d ⇒ ΔᵀA = Q_d (R_d R_aᵀ) Q_aᵀ: the SVD of the r × r core gives σ,
+    and Q_d U, Q_a V the left (output-space) and right (input-space) vectors. Returns
+    (σ (r,), left (k, n_out), right (k, n_in)).
+    """
+    qa, ra = torch.linalg.qr(a_rows.to(DTYPE).T)
+    qd, rd = torch.linalg.qr(d_rows.to(DTYPE).T)
+    u, s, vh = torch.linalg.svd(rd @ ra.T)
+    return s, (qd @ u[:, :k]).T, (qa @ vh[:k].T).T
+
+
+def svd_top(m: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """(σ, top-``k`` left vectors (k, rows), top-``k`` right vectors (k, cols)) of one matrix, float64."""
+    u, s, vh = torch.linalg.svd(m.to(DTYPE), full_matrices=False)
+    return s, u[:, :k].T, vh[:k]
+
+
+def rank_cut(values: torch.Tensor, length: int, shape: tuple[int, int], eps: float) -> tuple[np.ndarray, int]:
+    """Descending σ padded/cut to ``length``, with every value at or below the rank tolerance set to 0.
+
+    Tolerance: ``max(m, n) · eps · σ₁`` (NOTES §2), ``eps`` that of the dtype the layer computed
+    in. Returns (values as float64 numpy, numerical rank = number of values kept). A spectrum
+    with a NaN is NaN throughout (rank 0).
+    """
+    v = pad_values(values.detach().to(DTYPE).cpu(), length).numpy().copy()
+    if v.size == 0:
+        return v, 0
+    if np.isnan(v).any():
+        return np.full_like(v, np.nan), 0
+    tol = max(shape) * eps * float(v[0])
+    beyond = v <= tol
+    v[beyond] = 0.0
+    return v, int((~beyond).sum())
+
+
 def pad_values(values: torch.Tensor, length: int) -> torch.Tensor:
     """Zero-pad (or cut) the last axis of descending singular values to ``length``."""
     n = values.shape[-1]
@@ -92,7 +133,11 @@ def pad_values(values: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def stack_padded(mats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Stack row blocks of equal width into ``(B, max_rows, cols)``, zero-padding the rows."""
+    """Stack row blocks of equal width into ``(B, max_rows, cols)``, zero-padding the rows.
+
+    Callers pass blocks of similar size (the groups, without the whole batch): memory is
+    B · max_rows · cols.
+    """
     rmax = max(m.shape[0] for m in mats)
     out = mats[0].new_zeros((len(mats), rmax, mats[0].shape[1]), dtype=DTYPE)
     for i, m in enumerate(mats):
@@ -100,10 +145,27 @@ def stack_padded(mats: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def numerical_rank(values, shape: tuple[int, int], atol: float = 0.0) -> int:
-    """Number of σ above ``max(atol, σ₁ · max(m, n) · eps(float64))`` (NOTES §2)."""
-    v = torch.as_tensor(values, dtype=DTYPE)
+def numerical_rank(
+    values: object, shape: tuple[int, int], atol: float = 0.0, dtype: torch.dtype = torch.float64
+) -> int:
+    """Number of σ above ``max(atol, σ₁ · max(m, n) · eps(dtype))`` (NOTES §2).
+
+    Recorded spectra are already cut at this tolerance with the layer's own dtype
+    (:meth:`~autospec.spectral.snapshot.Snapshot.rank` returns that rank).
+    """
+    v = torch.as_tensor(np.array(values, dtype=np.float64))
     if v.numel() == 0 or not bool(torch.isfinite(v).all()):
         return 0
-    tol = max(atol, float(v.max()) * max(shape) * torch.finfo(DTYPE).eps)
+    tol = max(atol, float(v.max()) * max(shape) * torch.finfo(dtype).eps)
     return int((v > tol).sum())
+
+
+def eps_of(dtype: torch.dtype) -> float:
+    """Machine epsilon for the rank tolerance of a layer that computed in ``dtype``.
+
+    Half-precision products (autocast, bf16/fp16 weights) are accumulated in float32 by the
+    recorder, so they get float32's epsilon.
+    """
+    if dtype == torch.float64:
+        return float(torch.finfo(torch.float64).eps)
+    return float(torch.finfo(torch.float32).eps)

@@ -2,16 +2,21 @@
 
 How one recorded step works
 ---------------------------
-On entering ``record()`` hooks are installed; on leaving they are removed, so an unrecorded step
+On entering ``record()`` the recording plan is resolved afresh (requires_grad changes and new
+modules are honoured) and hooks are installed; on leaving they are removed, so an unrecorded step
 costs nothing. A forward hook on each adapter layer keeps a reference to that call's input (the
 tensor autograd already saved) and registers a hook on that call's output tensor, which receives
 Δ during the backward. The closure binds Δ to the A of the same call, so a module called several
 times per step (RNN cells over time, shared weights) pairs correctly in any backward order — this
 subsumes the LIFO stack of NOTES §2, and tensor hooks, unlike full backward hooks, survive
 in-place ops such as ``ReLU(inplace=True)``. The Δ hook reduces at once into bounded
-accumulators (see :mod:`.accumulators`) and drops the input reference. Modules without an
-adapter go through the exact generic replay (:mod:`.replay`), grad only. On leaving the block,
-each weight's spectra are finished in one batched float64 SVD.
+accumulators (:mod:`.step`, :mod:`.accumulators`). Modules without an adapter go through the
+exact generic replay (:mod:`.replay`), grad only. On leaving the block, each weight's spectra
+are finished with batched float64 SVDs; contributions of every use of a weight are summed first.
+
+The first recorded step (and any step after the configuration changed) is also checked
+(:mod:`.verify`): every use of a recorded weight must be seen, and with groups, samples must not
+interact (:mod:`.probe`). A failed check raises before the backward runs.
 
 Group spectra use the loss's own normalisation: with a mean-reduced loss Δ carries 1/N (not
 1/N_g), so Σ_g G_g = G, the gradient of this backward.
@@ -21,49 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
+from torch.utils.hooks import RemovableHandle
 
 from . import replay
-from .accumulators import GradSpectra, MatrixSpectra, add_formed, formed_spectra
-from .adapters import batch_dims
+from .groups import GroupIndex, validate_groups
 from .input_cache import InputCache
-from .snapshot import STATS, WHOLE, Snapshot
-from .targets import Target, find_targets
-
-_SAMPLE_MIXING = (nn.modules.batchnorm._BatchNorm,)
-_CHUNK_ELEMENTS = 1 << 23  # rows × width per reduction chunk (64 MiB in float64)
-
-
-class _Step:
-    """Everything that lives for one recorded step."""
-
-    def __init__(self, groups: torch.Tensor | None):
-        self.groups = groups
-        if groups is None:
-            self.ids: list[int] = []
-            self.index = None
-            self.k = 1
-        else:
-            uniq, inverse = torch.unique(groups, return_inverse=True)
-            self.ids = [int(v) for v in uniq.tolist()]
-            self.index = inverse
-            self.k = len(self.ids)
-            # the whole batch's order by group, reused by every layer of the step
-            self.order = torch.argsort(inverse, stable=True)
-            self.counts = torch.bincount(inverse, minlength=self.k).tolist()
-        self.grad: dict[str, GradSpectra] = {}
-        self.act: dict[str, MatrixSpectra] = {}
-        self.delta: dict[str, MatrixSpectra] = {}
-        self.calls: dict[str, int] = {}
-        self.cached_calls: dict[str, int] = {}  # calls whose input matched the InputCache
-        self.new_inputs: dict[str, torch.Tensor] = {}  # data inputs that may repeat next step
-        self.factored: dict[str, list[torch.Tensor]] = {}  # Δ blocks for the cached-factor route
-        self.replays: dict[str, list[replay.ReplayCall]] = {}
+from .options import STATS, IncludeItem, validate_options
+from .registry import SampleLayout, sample_layouts
+from .snapshot import Snapshot
+from .step import AdapterCall, Step
+from .targets import AdapterUse, GenericUse, Plan, check_include, resolve
+from .verify import Verifier, signature
 
 
 class SpectralRecorder:
@@ -71,292 +50,226 @@ class SpectralRecorder:
 
     Parameters
     ----------
-    model : the network; inputs are batch-first (dim 0 indexes samples).
-    stats : subset of ``("grad", "act", "delta")``. ``act``/``delta`` exist for adapter layers
-        (Linear, Conv1d/2d/3d and the autospec.nn modules built from them).
-    include : parameter names, fnmatch patterns or module types to record (default: all).
+    model : the network.
+    stats : ``"grad"``, ``"act"``, ``"delta"`` or a subset. ``act``/``delta`` exist for adapter
+        layers (Linear, Conv1d/2d/3d and the autospec.nn modules built from them).
+    include : a name or a list of: parameter names, module names (a module includes its subtree),
+        fnmatch patterns of either (``"encoder.*"``), module types. Default: every weight. An item
+        matching no weight matrix raises.
     every : record every k-th ``record()`` call; others yield an empty snapshot at no cost.
     top_k : keep only the k largest singular values.
+    batch_dim : the sample axis of module inputs/outputs: an int for all, or a mapping
+        ``{module name or pattern: axis}`` (others 0; ``""`` is the model's own output). Never
+        guessed from sizes; modules that declare their layout (``nn.LSTM(batch_first=...)``,
+        ``nn.MultiheadAttention``) follow it.
+    assume_independent : skip the sample-coupling probes (per-group spectra are then only as
+        right as that assumption).
+    subspaces : also keep the top-k left/right singular vectors of each group's gradient
+        (:meth:`Snapshot.principal_angles`).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        stats: Sequence[str] = STATS,
-        include: Iterable | None = None,
+        stats: str | Sequence[str] = STATS,
+        include: IncludeItem | Iterable[IncludeItem] | None = None,
         every: int = 1,
         top_k: int | None = None,
+        *,
+        batch_dim: int | Mapping[str, int] = 0,
+        assume_independent: bool = False,
+        subspaces: int | None = None,
     ):
-        bad = [s for s in stats if s not in STATS]
-        if bad or not stats:
-            raise ValueError(f"stats must be a non-empty subset of {STATS}, got {tuple(stats)}")
-        if int(every) < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        if top_k is not None and int(top_k) < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.options = validate_options(
+            stats=stats, include=include, every=every, top_k=top_k, batch_dim=batch_dim,
+            assume_independent=assume_independent, subspaces=subspaces,
+        )  # fmt: skip
         self.model = model
-        self.stats = tuple(s for s in STATS if s in stats)
-        self.every, self.top_k = int(every), top_k
-        self.targets: list[Target] = find_targets(model, include)
+        self.stats = self.options.stats
+        self.every, self.top_k = self.options.every, self.options.top_k
+        self.options.axes.check_names(model)
+        check_include(model, self.options.include)
+        self._plan()  # refuses (e.g. sparse gradients) at construction, not at the first step
         self.step = 0
-        self._state: _Step | None = None
+        self._state: Step | None = None
         self._inputs: dict[str, InputCache] = {}
+        self._verified: tuple[Any, ...] | None = None
+        self._pending: dict[int, list[replay.CallState]] = {}
+
+    def _plan(self) -> Plan:
+        plan = resolve(self.model, self.options)
+        if plan.refused:
+            raise ValueError(
+                "autospec: cannot record "
+                + "; ".join(f"{s.key!r} ({s.module or 'the model'}): {s.reason}" for s in plan.refused)
+            )
+        return plan
 
     @property
     def keys(self) -> list[str]:
-        """Every weight this recorder can record."""
-        return [k for t in self.targets for k in t.keys]
+        """Every weight this recorder records now (re-resolved: requires_grad changes count)."""
+        return list(self._plan().slots)
 
     # ------------------------------------------------------------------ public entry point
     @contextlib.contextmanager
-    def record(self, groups=None) -> Iterator[Snapshot]:
+    def record(self, groups: object = None) -> Iterator[Snapshot]:
         """Record the forward and backward run inside the block; the snapshot fills on exit."""
+        if self._state is not None:
+            raise RuntimeError("record() blocks of one SpectralRecorder cannot nest (this one is already open)")
         step = self.step
         self.step += 1
         if step % self.every:
             yield Snapshot(step, recorded=False)
             return
-        g = self._check_groups(groups)
-        snap = Snapshot(step, groups=[] if g is None else [int(v) for v in torch.unique(g).tolist()])
-        self._state = _Step(g)
-        handles = self._install()
+        g = validate_groups(groups)
+        gi = GroupIndex(g)
+        plan = self._plan()
+        snap = Snapshot(step, groups=list(gi.ids))
+        self._state = Step(plan, gi, self.options, self._inputs)
+        sig = signature(self.model, plan, gi.grouped)
+        check = (
+            Verifier(self.model, plan, gi, self.options.axes, not self.options.assume_independent)
+            if sig != self._verified
+            else None
+        )
+        handles = self._install(plan)
         try:
-            yield snap
+            with check.active() if check is not None else contextlib.nullcontext():
+                yield snap
             self._finish(snap)
+            if check is not None and not check.inconclusive:
+                self._verified = sig
         finally:
             for h in handles:
                 h.remove()
             self._state = None
+            self._pending.clear()
 
-    # ------------------------------------------------------------------ checks
-    def _check_groups(self, groups) -> torch.Tensor | None:
-        if groups is None:
-            return None
-        g = torch.as_tensor(groups)
-        if g.dtype.is_floating_point or g.dtype.is_complex or g.dtype == torch.bool:
-            raise ValueError(f"groups must hold integer group ids, got dtype {g.dtype}")
-        if g.dim() != 1:
-            raise ValueError(f"groups must be 1-D (one id per sample), got shape {tuple(g.shape)}")
-        if g.numel() and int(g.min()) < 0:
-            raise ValueError(f"group ids must be >= 0, got {int(g.min())}")
-        for name, m in self.model.named_modules():
-            if isinstance(m, _SAMPLE_MIXING) and m.training:
-                raise ValueError(
-                    f"groups were given but {name or 'model'} ({type(m).__name__}) is in training mode: it mixes "
-                    "samples, so per-group gradients are undefined; use eval() for it or record without groups"
-                )
-        return g.long()
+    # ------------------------------------------------------------------ hooks
+    def _install(self, plan: Plan) -> list[RemovableHandle]:
+        handles = [u.module.register_forward_hook(self._adapter_hook(u)) for u in plan.adapters]
+        if "grad" in self.options.stats:
+            for g in plan.generics:
+                handles.append(g.module.register_forward_pre_hook(self._generic_pre(g), with_kwargs=True))
+                handles.append(g.module.register_forward_hook(self._generic_hook(g), with_kwargs=True))
+        return handles
 
     def _check_batch(self, n: int, where: str) -> None:
         st = self._state
-        if st.groups is not None and n != st.groups.numel():
-            raise ValueError(f"groups has {st.groups.numel()} entries but {where} received a batch of {n} samples")
+        if st is not None and st.groups.grouped and n != st.groups.n:
+            raise ValueError(
+                f"groups has {st.groups.n} entries but {where} received a batch of {n} samples "
+                "(the sample axis is set by batch_dim=; a PackedSequence's .data has one row per token)"
+            )
 
-    # ------------------------------------------------------------------ hooks
-    def _install(self) -> list:
-        handles = []
-        for t in self.targets:
-            if t.adapter is not None:
-                handles.append(t.module.register_forward_hook(self._adapter_forward(t)))
-            else:
-                handles.append(t.module.register_forward_pre_hook(self._generic_pre(t), with_kwargs=True))
-                handles.append(t.module.register_forward_hook(self._generic_forward(t), with_kwargs=True))
-        return handles
-
-    def _adapter_forward(self, t: Target):
-        key = t.keys[0]
-
-        def hook(module, args, output):
+    def _adapter_hook(self, u: AdapterUse) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             st = self._state
-            if replay.replaying() or st is None or not isinstance(output, torch.Tensor) or not output.requires_grad:
-                return None
-            x = args[0].detach()
-            self._check_batch(x.shape[0], f"'{t.name}' (dim 0 of its input)")
-            st.calls[key] = st.calls.get(key, 0) + 1
+            if replay.internal() or st is None or not isinstance(output, torch.Tensor) or not output.requires_grad:
+                return
+            x = args[0]
+            problem = u.adapter.input_problem(module, x)
+            if problem is not None:
+                raise ValueError(f"autospec: cannot record {u.key!r} at '{u.name}': {problem}")
+            axis = u.axis % x.dim()
+            xs = x.detach().movedim(axis, 0)
+            if xs.is_floating_point() and xs.dtype != output.dtype:  # autocast: the operand the layer used
+                xs = xs.to(output.dtype)
+            self._check_batch(xs.shape[0], f"'{u.name}' (dim {axis} of its input)")
+            st.calls[u.key] = st.calls.get(u.key, 0) + 1
             cached = False
-            if not args[0].requires_grad:  # a data input: it may repeat (full-batch training)
-                c = self._inputs.get(key)
-                cached = c is not None and c.matches(x, st.groups)
+            if not x.requires_grad:  # a data input: it may repeat (full-batch training)
+                c = st.caches.get(u.key)
+                cached = c is not None and c.matches(xs, st.groups.groups)
                 if cached:
-                    st.cached_calls[key] = st.cached_calls.get(key, 0) + 1
+                    st.cached_calls[u.key] = st.cached_calls.get(u.key, 0) + 1
                 else:
-                    st.new_inputs[key] = x
-            box = [x]
+                    st.new_inputs[u.key] = xs
+            call = AdapterCall(u, xs, cached)
 
-            def on_delta(grad):
-                self._reduce(t, box[0], grad, cached)
-                box[0] = None
+            def on_delta(grad: torch.Tensor) -> None:
+                if not replay.internal() and self._state is st:
+                    st.reduce(call, grad.detach().movedim(axis, 0))
 
-            output.register_hook(on_delta)
-            return None
-
-        return hook
-
-    def _reduce(self, t: Target, x: torch.Tensor, grad: torch.Tensor, cached: bool) -> None:
-        st, key, ad, m = self._state, t.keys[0], t.adapter, t.module
-        if st is None:
-            return
-        n_out, n_in = t.shapes[0]
-        n = grad.shape[0]
-        rows = max(1, ad.rows_per_sample(m, grad))
-        chunk = max(1, _CHUNK_ELEMENTS // (rows * (n_in + n_out)))
-        cache = self._inputs.get(key) if cached else None
-        act_known = cache is not None and cache.act is not None
-        if (
-            cache is not None
-            and "grad" in self.stats
-            and st.calls[key] == 1
-            and n * rows < n_in
-            and chunk >= n
-            and (act_known or "act" not in self.stats)
-        ):
-            # cheapest exact route: σ(G_k) = σ(R_k Δ_k) with R_k from the unchanged input
-            if cache.factors is None:
-                cache.build_factors(self._split(ad.input_rows(m, x), 0))
-            d_groups = self._split(ad.output_rows(m, grad), 0)
-            st.factored[key] = d_groups
-            if "delta" in self.stats:
-                st.delta.setdefault(key, MatrixSpectra(st.k, n_out)).add(d_groups)
-            return
-        need_rows = bool({"act", "delta"} & set(self.stats)) and not (act_known and "delta" not in self.stats)
-        if "grad" in self.stats:
-            blocks = None if st.index is None else list(st.order.to(x.device).split(st.counts))
-            formed = ad.group_grads(m, x, grad, [None] if blocks is None else blocks)
-            if formed is not None:
-                st.grad.setdefault(key, GradSpectra(st.k, n_in, n_out)).add_group_grads(formed)
-                if not need_rows:
-                    return
-        else:
-            formed = None
-        want_a = ("grad" in self.stats and formed is None) or ("act" in self.stats and not act_known)
-        for s in range(0, n, chunk):
-            a_groups = self._split(ad.input_rows(m, x[s : s + chunk]), s) if want_a else None
-            d_groups = self._split(ad.output_rows(m, grad[s : s + chunk]), s)
-            if "grad" in self.stats and formed is None:
-                st.grad.setdefault(key, GradSpectra(st.k, n_in, n_out)).add(a_groups, d_groups)
-            if "act" in self.stats and not act_known:
-                st.act.setdefault(key, MatrixSpectra(st.k, n_in)).add(a_groups)
-            if "delta" in self.stats:
-                st.delta.setdefault(key, MatrixSpectra(st.k, n_out)).add(d_groups)
-
-    def _split(self, rows: torch.Tensor, start: int) -> list[torch.Tensor]:
-        """Per-group row blocks ``(n_k·R, width)`` of per-sample rows ``(n, R, width)``."""
-        st = self._state
-        width = rows.shape[-1]
-        if st.index is None:
-            return [rows.reshape(-1, width)]
-        if start == 0 and rows.shape[0] == st.index.shape[0]:
-            order, counts = st.order.to(rows.device), st.counts
-        else:
-            idx = st.index[start : start + rows.shape[0]].to(rows.device)
-            order = torch.argsort(idx, stable=True)
-            counts = torch.bincount(idx, minlength=st.k).tolist()
-        return [b.reshape(-1, width) for b in rows[order].split(counts)]
-
-    def _generic_pre(self, t: Target):
-        def hook(module, args, kwargs):
-            if self._state is not None and not replay.replaying():
-                dev = t.params[0].device
-                module._autospec_rng = replay.capture_rng(dev)
+            output.register_hook(on_delta)  # type: ignore[no-untyped-call]
 
         return hook
 
-    def _generic_forward(self, t: Target):
-        def hook(module, args, kwargs, output):
+    def _generic_pre(self, g: GenericUse) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if self._state is not None and not replay.internal():
+                state = replay.capture_state(module, g.params[0].device)
+                self._pending.setdefault(id(module), []).append(state)
+
+        return hook
+
+    def _generic_hook(self, g: GenericUse) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
             st = self._state
-            if replay.replaying() or st is None or not torch.is_grad_enabled():
-                return None
-            flat, _ = tree_flatten(output)
+            if replay.internal() or st is None:
+                return
+            pending = self._pending.get(id(module))
+            state = pending.pop() if pending else None
+            if state is None or not torch.is_grad_enabled():
+                return
+            flat = tree_flatten(output)[0]
+            layouts = sample_layouts(module, output, g.axis)
             live = [i for i, o in enumerate(flat) if isinstance(o, torch.Tensor) and o.requires_grad]
-            if not live or "grad" not in self.stats:
-                return None
-            dims = batch_dims(module, flat)
-            self._check_batch(flat[live[0]].shape[dims[live[0]]], f"'{t.name or 'model'}' ({type(module).__name__})")
-            call = replay.start_call(args, kwargs, module._autospec_rng)
-            st.replays.setdefault(t.name, []).append(call)
+            if not live:
+                return
             for i in live:
-                flat[i].register_hook(lambda g, i=i, call=call: call.deltas.__setitem__(i, g.detach()))
-            return None
+                self._check_layout(g, module, flat[i], layouts[i])
+            call = replay.start_call(args, kwargs, state, layouts)
+            st.replays.setdefault(id(g), []).append(call)
+            for i in live:
+                flat[i].register_hook(_delta_setter(call, i))
 
         return hook
+
+    def _check_layout(self, g: GenericUse, module: nn.Module, t: torch.Tensor, layout: SampleLayout | None) -> None:
+        st = self._state
+        if st is None or not st.groups.grouped:
+            return
+        where = f"'{g.name or 'the model'}' ({type(module).__name__})"
+        if layout is None or t.dim() == 0:
+            raise ValueError(
+                f"autospec: {where} returns a tensor of shape {tuple(t.shape)} with no sample axis: "
+                "its gradient cannot be split by group"
+            )
+        size = t.shape[layout.axis % t.dim()]
+        if layout.ids is not None:
+            return
+        self._check_batch(size, where)
 
     # ------------------------------------------------------------------ finishing a step
     def _finish(self, snap: Snapshot) -> None:
-        nonfinite: list[str] = []
-        for t in self.targets:
-            if t.adapter is not None:
-                self._finish_adapter(t, snap, nonfinite)
-            else:
-                self._finish_generic(t, snap, nonfinite)
-        order = {k: i for i, k in enumerate(self.keys)}
-        snap._keys = sorted({k for (k, _, _) in snap._values}, key=order.get)
-        if nonfinite:
+        st = self._state
+        assert st is not None
+        st.finish(snap)
+        if st.nonfinite:
             warnings.warn(
-                f"autospec: non-finite gradient at step {snap.step} in {', '.join(sorted(set(nonfinite)))}; "
+                f"autospec: non-finite gradient at step {snap.step} in {', '.join(sorted(set(st.nonfinite)))}; "
                 "its spectra are recorded as NaN",
                 RuntimeWarning,
                 stacklevel=4,
             )
+        if not snap.keys:
+            seen_forward = bool(st.calls) or any(st.replays.values())
+            why = (
+                "the forward ran inside the record() block but not its backward"
+                if seen_forward
+                else "run the model's forward AND backward inside the record() block (or no recorded weight took part)"
+            )
+            warnings.warn(f"autospec: nothing was recorded at step {snap.step}: {why}", RuntimeWarning, stacklevel=4)
 
-    def _put(self, snap: Snapshot, key: str, stat: str, whole, per_group, nonfinite: list[str]) -> None:
-        st = self._state
-        if st.ids and not per_group:  # a single group: its part is the whole
-            per_group = [whole]
-        vals = [(WHOLE, whole)] + list(zip(st.ids, per_group))
-        for gid, v in vals:
-            arr = v.detach().cpu().numpy().astype(np.float64, copy=False) if isinstance(v, torch.Tensor) else v
-            if self.top_k is not None:
-                arr = arr[: self.top_k]
-            if np.isnan(arr).any():  # an undefined spectrum is undefined throughout
-                arr = np.full_like(arr, np.nan)
-                nonfinite.append(key)
-            snap._values[(key, stat, gid)] = arr
 
-    def _finish_adapter(self, t: Target, snap: Snapshot, nonfinite: list[str]) -> None:
-        st, key = self._state, t.keys[0]
-        (n_out, n_in), calls = t.shapes[0], st.calls.get(key, 0)
-        cache = self._inputs.get(key)
-        if key in st.factored:
-            d_groups = st.factored.pop(key)
-            if key in st.grad:  # another call of the layer in this step: take the general route
-                a_groups = self._split(t.adapter.input_rows(t.module, cache.x), 0)
-                st.grad[key].add(a_groups, d_groups)
-            else:
-                self._put(snap, key, "grad", *cache.grad_spectra(d_groups, n_in, n_out), nonfinite)
-        if key in st.grad:
-            self._put(snap, key, "grad", *st.grad.pop(key).finalize(), nonfinite)
-        if key in st.delta:
-            self._put(snap, key, "delta", *st.delta.pop(key).finalize(), nonfinite)
-        all_cached = calls and st.cached_calls.get(key, 0) == calls
-        if not all_cached:
-            self._inputs.pop(key, None)
-            if calls == 1 and key in st.new_inputs:
-                cache = self._inputs[key] = InputCache(st.new_inputs[key], st.groups)
-            else:
-                cache = None
-        if "act" in self.stats and calls:
-            if all_cached and cache.act is not None:
-                whole, per = cache.act
-            elif key in st.act:
-                whole, per = st.act.pop(key).finalize()
-                if cache is not None:
-                    cache.act = (whole, per)
-            else:
-                return
-            self._put(snap, key, "act", whole, per, nonfinite)
+def _delta_setter(call: replay.ReplayCall, i: int) -> Any:
+    def hook(grad: torch.Tensor) -> None:
+        if replay.internal():
+            return
+        g = grad.detach()
+        call.deltas[i] = g if i not in call.deltas else call.deltas[i] + g
 
-    def _finish_generic(self, t: Target, snap: Snapshot, nonfinite: list[str]) -> None:
-        st = self._state
-        calls = st.replays.pop(t.name, [])
-        acc: list[torch.Tensor | None] = [None] * len(t.keys)
-        with replay.replay_scope():
-            for call in calls:
-                grads = replay.replay_grads(t.module, call, t.params, st.index, st.k)
-                if grads is None:
-                    continue
-                for j, g in enumerate(grads):
-                    acc[j] = add_formed(acc[j], g.reshape(g.shape[0], t.shapes[j][0], -1))
-        snap._grad_only.update(t.keys)
-        for key, g in zip(t.keys, acc):
-            if g is not None:
-                self._put(snap, key, "grad", *formed_spectra(g, st.k), nonfinite)
+    return hook

@@ -1,6 +1,6 @@
 """The spectra file: one Parquet long table per run, readable by pandas without autospec.
 
-Columns (one row per singular value):
+Columns (one row per singular value), schema ``autospec-spectra/2``:
 
 =========  =======  ============================================================
 column     type     meaning
@@ -11,29 +11,61 @@ stat       string   ``grad`` (σ of G = AᵀΔ), ``act`` (σ of A), ``delta`` (�
 group      int64    group id of the samples used; -1 = the whole batch
 index      int32    position in the descending list of singular values, 0-based
 value      float64  the singular value (NaN if the gradient was not finite)
+rank_zero  bool     True ⇔ the value lies beyond the numerical rank; it is then exactly 0.0
 =========  =======  ============================================================
 
-The schema and the run's own metadata are stored as JSON in the Parquet key-value metadata
-(``autospec.schema``, ``autospec.metadata``). Written to a temp file beside the target and
-renamed on :meth:`SpectraWriter.close`, so a file at the final path is always complete.
+``rank_zero``: values at or below ``max(m, n) · eps · σ₁`` (eps of the dtype the layer computed in,
+float32 for float32 and autocast layers) are rounding noise or structural zeros; they are stored
+as 0.0 and flagged, so ``rank_zero == (value == 0.0)``. Files of schema ``/1`` have no such
+column; :func:`read_spectra` returns it as all False for them.
+
+Singular vectors (``SpectralRecorder(subspaces=k)``) go to a sibling file
+``<stem>.subspaces.parquet`` (:func:`subspaces_path`), one row per vector, schema
+``autospec-subspaces/1``:
+
+=======  ==============  ==================================================================
+step     int64           recorded step
+key      string          parameter name
+group    int64           group id; -1 = the whole batch
+side     string          ``left`` (output space, length n_out) or ``right`` (input space, n_in)
+index    int32           which singular vector (0 = largest σ); at most min(k, numerical rank)
+sigma    float64         its singular value
+vector   list<float64>   the unit vector; sign fixed so the largest-|.| entry of ``right`` is > 0
+=======  ==============  ==================================================================
+
+Principal angles between two groups are computed from these vectors
+(:func:`read_principal_angles`, the same function as ``Snapshot.principal_angles``): for K groups
+there are K(K−1)/2 pairs, so the vectors, not the pairs, are stored.
+
+The schemas and the run's own metadata are stored as JSON in the Parquet key-value metadata
+(``autospec.schema``, ``autospec.metadata``). Both files are written to temp files beside the
+targets and renamed on :meth:`SpectraWriter.close` (the subspaces file first), so a spectra file
+at the final path is always complete, and so is its sibling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import _temp_beside
+from .subspaces import principal_angles
 
-SCHEMA_ID = "autospec-spectra/1"
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
+
+SCHEMA_ID = "autospec-spectra/2"
+SUBSPACES_SCHEMA_ID = "autospec-subspaces/1"
 COLUMNS = {
     "step": "recorded step (epoch in full-batch training), 0-based",
     "key": "parameter name as in model.named_parameters()",
@@ -41,7 +73,10 @@ COLUMNS = {
     "group": "group id of the samples used; -1 = whole batch",
     "index": "0-based position in the descending singular values",
     "value": "singular value, float64 (NaN when the gradient was not finite)",
+    "rank_zero": "True iff the value is beyond the numerical rank (max(m,n)*eps(layer dtype)*sigma_1); it is then 0.0",
 }
+#: the columns every spectra file has (``rank_zero`` is absent from files of schema ``/1``)
+REQUIRED_COLUMNS = ("step", "key", "stat", "group", "index", "value")
 ARROW_SCHEMA = pa.schema(
     [
         ("step", pa.int64()),
@@ -50,33 +85,90 @@ ARROW_SCHEMA = pa.schema(
         ("group", pa.int64()),
         ("index", pa.int32()),
         ("value", pa.float64()),
+        ("rank_zero", pa.bool_()),
+    ]
+)
+SUBSPACE_COLUMNS = {
+    "step": "recorded step",
+    "key": "parameter name",
+    "group": "group id; -1 = whole batch",
+    "side": "left = output space (n_out), right = input space (n_in)",
+    "index": "which singular vector, 0 = largest sigma",
+    "sigma": "its singular value",
+    "vector": "unit singular vector (sign: largest-|entry| of the right vector positive)",
+}
+SUBSPACE_SCHEMA = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("key", pa.string()),
+        ("group", pa.int64()),
+        ("side", pa.string()),
+        ("index", pa.int32()),
+        ("sigma", pa.float64()),
+        ("vector", pa.list_(pa.float64())),
     ]
 )
 
 
-def frame_from_items(step: int, items: Iterable[tuple[tuple[str, str, int], np.ndarray]]) -> pd.DataFrame:
-    parts = []
-    for (key, stat, group), vals in items:
-        n = len(vals)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "step": np.full(n, step, dtype=np.int64),
-                    "key": [key] * n,
-                    "stat": [stat] * n,
-                    "group": np.full(n, group, dtype=np.int64),
-                    "index": np.arange(n, dtype=np.int32),
-                    "value": np.asarray(vals, dtype=np.float64),
-                }
-            )
-        )
-    if not parts:
+def frame_from_snapshot(snap: Snapshot) -> pd.DataFrame:
+    """The snapshot's long table, built with whole-array operations (fast with many groups)."""
+    items = snap.items() if snap.recorded else []
+    if not items:
         return empty_frame()
-    return pd.concat(parts, ignore_index=True)
+    ranks = snap.ranks()
+    lens = np.array([len(v) for _, v in items], dtype=np.int64)
+    index = np.concatenate([np.arange(n, dtype=np.int32) for n in lens])
+    rank_rows = np.repeat(np.array([ranks[k] for k, _ in items], dtype=np.int64), lens)
+    value = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in items])
+    return pd.DataFrame(
+        {
+            "step": np.full(int(lens.sum()), snap.step, dtype=np.int64),
+            "key": np.repeat(np.array([k for (k, _, _), _ in items], dtype=object), lens),
+            "stat": np.repeat(np.array([s for (_, s, _), _ in items], dtype=object), lens),
+            "group": np.repeat(np.array([g for (_, _, g), _ in items], dtype=np.int64), lens),
+            "index": index,
+            "value": value,
+            "rank_zero": (index >= rank_rows) & ~np.isnan(value),  # a NaN spectrum has no rank
+        }
+    )
+
+
+def vectors_frame(snap: Snapshot) -> pd.DataFrame:
+    rows: dict[str, list[Any]] = {c: [] for c in SUBSPACE_SCHEMA.names}
+    for (key, group, side), vecs in snap.vector_items() if snap.recorded else []:
+        sigma = snap.singular_values(key, "grad", None if group == -1 else group)
+        for i, v in enumerate(vecs):
+            for col, val in zip(SUBSPACE_SCHEMA.names, (snap.step, key, group, side, i, float(sigma[i]), v.tolist())):
+                rows[col].append(val)
+    if not rows["step"]:
+        return SUBSPACE_SCHEMA.empty_table().to_pandas()
+    return pa.table(rows, schema=SUBSPACE_SCHEMA).to_pandas()
 
 
 def empty_frame() -> pd.DataFrame:
     return ARROW_SCHEMA.empty_table().to_pandas()
+
+
+def subspaces_path(path: os.PathLike[str] | str) -> Path:
+    """Where the singular vectors of the spectra file ``path`` are (``<stem>.subspaces.parquet``)."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.subspaces.parquet")
+
+
+def _temp_beside(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _meta(schema_id: str, columns: Mapping[str, str], metadata: Mapping[str, Any]) -> dict[bytes, bytes]:
+    return {
+        b"autospec.schema": json.dumps({"id": schema_id, "columns": dict(columns)}).encode(),
+        b"autospec.metadata": json.dumps(dict(metadata), default=str).encode(),
+    }
 
 
 class SpectraWriter:
@@ -88,54 +180,123 @@ class SpectraWriter:
     metadata : JSON-serialisable run metadata stored in the file.
     """
 
-    def __init__(self, path: os.PathLike | str, metadata: Mapping[str, Any] | None = None):
+    def __init__(self, path: os.PathLike[str] | str, metadata: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.metadata = dict(metadata or {})
         self._tmp = _temp_beside(self.path)
-        meta = {
-            b"autospec.schema": json.dumps({"id": SCHEMA_ID, "columns": COLUMNS}).encode(),
-            b"autospec.metadata": json.dumps(dict(metadata or {}), default=str).encode(),
-        }
-        self._writer = pq.ParquetWriter(self._tmp, ARROW_SCHEMA.with_metadata(meta))
+        schema = ARROW_SCHEMA.with_metadata(_meta(SCHEMA_ID, COLUMNS, self.metadata))
+        self._writer = pq.ParquetWriter(self._tmp, schema)
+        self._sub: pq.ParquetWriter | None = None
+        self._sub_tmp: Path | None = None
         self.rows = 0
 
     def write_frame(self, df: pd.DataFrame) -> None:
+        """Append rows; a frame without ``rank_zero`` gets it from ``value == 0.0`` (equivalent
+        for recorded spectra, whose values beyond the rank are exactly 0.0)."""
         if len(df):
+            if "rank_zero" not in df.columns:
+                df = df.assign(rank_zero=df["value"].to_numpy() == 0.0)
             table = pa.Table.from_pandas(df[list(ARROW_SCHEMA.names)], schema=self._writer.schema, preserve_index=False)
             self._writer.write_table(table)
             self.rows += len(df)
 
-    def write(self, snapshot) -> None:
+    def write_vectors(self, df: pd.DataFrame) -> None:
+        """Append rows of the subspaces table (opens the sibling file on first use)."""
+        if not len(df):
+            return
+        if self._sub is None:
+            self._sub_tmp = _temp_beside(subspaces_path(self.path))
+            meta = _meta(SUBSPACES_SCHEMA_ID, SUBSPACE_COLUMNS, {**self.metadata, "spectra_file": self.path.name})
+            self._sub = pq.ParquetWriter(self._sub_tmp, SUBSPACE_SCHEMA.with_metadata(meta))
+        table = pa.Table.from_pandas(df[list(SUBSPACE_SCHEMA.names)], schema=self._sub.schema, preserve_index=False)
+        self._sub.write_table(table)
+
+    def write(self, snapshot: Snapshot) -> None:
         """Append one :class:`~autospec.spectral.snapshot.Snapshot` (skipped steps add nothing)."""
         if snapshot.recorded:
             self.write_frame(snapshot.to_frame())
+            self.write_vectors(snapshot.vectors_frame())
 
     def close(self) -> Path:
         self._writer.close()
+        if self._sub is not None and self._sub_tmp is not None:
+            self._sub.close()
+            os.replace(self._sub_tmp, subspaces_path(self.path))
         os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         try:
             self._writer.close()
+            if self._sub is not None:
+                self._sub.close()
         finally:
             self._tmp.unlink(missing_ok=True)
+            if self._sub_tmp is not None:
+                self._sub_tmp.unlink(missing_ok=True)
 
-    def __enter__(self):
+    def __enter__(self) -> SpectraWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
             self.abort()
 
 
-def read_spectra(path: os.PathLike | str) -> pd.DataFrame:
-    """Read a spectra file (plain ``pandas.read_parquet`` works too)."""
-    return pd.read_parquet(path)
+def read_spectra(path: os.PathLike[str] | str) -> pd.DataFrame:
+    """Read a spectra file (plain ``pandas.read_parquet`` works too); ``rank_zero`` is always present."""
+    df = pd.read_parquet(path)
+    if "rank_zero" not in df.columns:  # schema /1: written before numerical ranks were flagged
+        df["rank_zero"] = np.zeros(len(df), dtype=bool)
+    return df
 
 
-def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
+def read_metadata(path: os.PathLike[str] | str) -> dict[str, Any]:
     meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta.get(b"autospec.metadata", b"{}"))
+    out: dict[str, Any] = json.loads(meta.get(b"autospec.metadata", b"{}"))
+    return out
+
+
+def read_subspaces(path: os.PathLike[str] | str) -> pd.DataFrame:
+    """The singular vectors stored beside the spectra file ``path`` (or the subspaces file itself)."""
+    p = Path(path)
+    sub = p if p.name.endswith(".subspaces.parquet") else subspaces_path(p)
+    if not sub.exists():
+        raise FileNotFoundError(f"{sub}: no singular vectors (record with SpectralRecorder(subspaces=k))")
+    return pd.read_parquet(sub)
+
+
+def read_principal_angles(
+    path: os.PathLike[str] | str, key: str, g1: int, g2: int, *, k: int | None = None, side: str = "right"
+) -> pd.DataFrame:
+    """Principal angles (radians) between groups ``g1`` and ``g2`` (-1 = whole) at every stored step.
+
+    Columns step, index (0 = smallest angle), angle. Steps where a group has fewer than ``k``
+    vectors (numerical rank below k) are left out; ``k`` defaults to the most both have per step.
+    """
+    df = read_subspaces(path)
+    df = df[(df["key"] == key) & (df["side"] == side) & df["group"].isin([g1, g2])]
+    if df.empty:
+        raise KeyError(f"no {side} singular vectors for {key!r}, groups {g1} and {g2}")
+    out = []
+    for step, at in df.groupby("step", sort=True):
+        va = _stack(at[at["group"] == g1])
+        vb = _stack(at[at["group"] == g2])
+        kk = min(len(va), len(vb)) if k is None else k
+        if kk < 1 or kk > min(len(va), len(vb)):
+            continue
+        theta = principal_angles(va[:kk], vb[:kk])
+        out.append(pd.DataFrame({"step": step, "index": np.arange(kk, dtype=np.int32), "angle": theta}))
+    with contextlib.suppress(ValueError):
+        return pd.concat(out, ignore_index=True)
+    return pd.DataFrame({"step": pd.Series(dtype=np.int64), "index": pd.Series(dtype=np.int32), "angle": []})
+
+
+def _stack(rows: pd.DataFrame) -> np.ndarray:
+    rows = rows.sort_values("index")
+    return np.array([np.asarray(v, dtype=np.float64) for v in rows["vector"]]).reshape(len(rows), -1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -13,21 +15,31 @@ class LayerAdapter:
     ``(n, R, n_out)`` for ``n`` samples, where ``R`` is the number of times each sample uses the
     weight in this call (1 for a plain Linear, tokens/time points for a token-wise Linear,
     output positions for a convolution). The weight's gradient, reshaped to ``(n_out, n_in)``,
-    is then ``Σ_rows Δᵀ A``. The sample axis is dim 0 of the input (batch first).
+    is then ``Σ_rows Δᵀ A``. The recorder hands the adapter tensors with the sample axis first
+    (it moves the axis given by ``batch_dim``), already cast to the dtype the layer computed in.
     """
 
-    #: module types handled (subclasses included unless an owner claims them first)
-    module_types: tuple[type[nn.Module], ...] = ()
     #: the parameter whose gradient is AᵀΔ
     weight_name = "weight"
+    #: True when the layer itself requires samples on dim 0 (convolutions): another sample axis
+    #: is refused instead of moved
+    batch_first_only = False
 
     def applies(self, module: nn.Module) -> bool:
         """False for configurations this adapter cannot express (they use the generic path)."""
         return True
 
+    def why_not(self, module: nn.Module) -> str:
+        """Why :meth:`applies` is False (for ``autospec.check``)."""
+        return "configuration not expressible as AᵀΔ"
+
     def weight_shape(self, module: nn.Module) -> tuple[int, int]:
         w = getattr(module, self.weight_name)
         return int(w.shape[0]), int(w[0].numel())
+
+    def input_problem(self, module: nn.Module, x: torch.Tensor) -> str | None:
+        """Why this call's input has no usable sample axis, or None."""
+        return None if x.dim() >= 2 else f"its input has shape {tuple(x.shape)}: no sample axis"
 
     def input_rows(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -35,11 +47,13 @@ class LayerAdapter:
     def output_rows(self, module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def group_grads(self, module: nn.Module, x: torch.Tensor, grad: torch.Tensor, blocks) -> torch.Tensor | None:
+    def group_grads(
+        self, module: nn.Module, x: torch.Tensor, grad: torch.Tensor, blocks: Sequence[torch.Tensor | None]
+    ) -> torch.Tensor | None:
         """Optional fast route: formed per-group gradients ``(K, n_out, n_in)``.
 
-        ``blocks`` is a list of K index tensors (samples of each group). Return None to use the
-        generic row route (Σ ΔᵀA over the rows of A and Δ).
+        ``blocks`` is a list of K index tensors (samples of each group; None = all samples).
+        Return None to use the row route (Σ ΔᵀA over the rows of A and Δ).
         """
         return None
 

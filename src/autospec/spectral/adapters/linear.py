@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register
+from ..registry import register_adapter
 from .base import LayerAdapter
 
 
-@register
+@register_adapter(nn.Linear)
 class LinearAdapter(LayerAdapter):
-    module_types = (nn.Linear,)
-
     def input_rows(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1, x.shape[-1])
 
