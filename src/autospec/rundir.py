@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
-from .spectral.store import COLUMNS
+from .spectral.store import REQUIRED_COLUMNS
 
-#: the spectra table's columns, as the spectral store defines them
-SPECTRA_COLUMNS = tuple(COLUMNS)
+#: the columns every spectra file has, as the spectral store defines them (``rank_zero`` is
+#: optional: files written before it existed read as all False)
+SPECTRA_COLUMNS = tuple(REQUIRED_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -191,4 +192,6 @@ def load_spectra(path: Path) -> pd.DataFrame:
     missing = [c for c in SPECTRA_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: spectra file lacks column(s) {missing}")
+    if "rank_zero" not in df.columns:
+        df["rank_zero"] = False
     return df
