@@ -83,9 +83,11 @@ def test_spectra_figure_has_paper_size_embedded_id_and_full_sidecar(study, tmp_p
     assert data["code"]["package_version"] and "git_commit" in data["code"]
     assert data["software"]["matplotlib"] and data["host"]["hostname"] and data["device"]
     ins = {Path(i["path"]).name: i for i in data["inputs"]}
-    assert "spectra.parquet" in ins and "seed_tests.parquet" in ins  # marks come from the seed tests
     assert ins["spectra.parquet"]["manifest"]["path"].endswith("manifest.json")
-    assert data["params"]["marking_test"].startswith("seed-level")
+    # the default is the recommended test; these runs classify the groups, so it is not valid
+    # inference here: the panel is drawn from its table but nothing is marked, and the caption says why
+    assert "subject_maxt_tests.parquet" in ins and data["params"]["marking_test"] == {"G": "subject_maxt_tests"}
+    assert data["params"]["n_marked"] == 0 and "trained to classify" in data["params"]["panel_notes"]["G"]
     outs = {Path(o["path"]).suffix for o in data["outputs"]}
     assert outs == {".png", ".pdf"}
 
@@ -188,7 +190,8 @@ def test_plot_command_with_custom_sidecar_path(study, tmp_path, capsys, monkeypa
     data = json.loads(side.read_text())
     assert data["wildcards"] == {"model": "mlp", "data": "toy"} and data["params"]["alpha"] == "0.05"
     assert shlex.split(data["command"]) == [sys.executable, "-m", "autospec", *argv]
-    assert data["params"]["marking_test"].startswith("subject-level")
+    assert data["params"]["marking_test"] == {"G": "subject_tests"}
+    assert "not valid inference here" in data["params"]["panel_notes"]["G"]  # asked for explicitly: labelled
     # marks: BH over exactly the tests this figure shows (one panel G: both weights, all epochs)
     t = pd.read_parquet(study["stats"] / "subject_tests.parquet")
     t = t[(t.stat == "grad") & (t.summary == "log_sigma1")]

@@ -34,7 +34,7 @@ from autospec.stats import (
     subject_tests,
     write_calibration,
 )
-from autospec.stats.inference import normalise_by_group_size
+from autospec.stats.summaries import normalise_by_group_size
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +195,16 @@ def test_summaries_and_group_size_normalisation(runs):
     row = s[(s.step == 2) & (s.key == "layers.1.weight") & (s.stat == "grad") & (s.group == 1)].set_index("summary")
     assert row.loc["log_sigma1", "value"] == pytest.approx(np.log(sel.max()))
     assert row.loc["log_nuclear", "value"] == pytest.approx(np.log(sel.sum()))
+    # effective rank: entropy of σ_k / Σσ (rank-one per-subject gradients have 0)
+    share = sel.to_numpy() / sel.sum()
+    share = share[share > 0]
+    assert row.loc["log_erank", "value"] == pytest.approx(-(share * np.log(share)).sum())
     n, norm = normalise_by_group_size(s[s.group >= 0], {0: 12, 1: 20})
     assert norm == "group_size"
     j = s[s.group >= 0].index
     shift = (s.loc[j, "value"] - n["value"]).to_numpy()
     expect = np.where(s.loc[j, "stat"] == "grad", 1.0, 0.5) * np.log(np.where(s.loc[j, "group"] == 0, 12, 20))
+    expect = np.where(s.loc[j, "summary"] == "log_erank", 0.0, expect)  # scale-free: not normalised
     np.testing.assert_allclose(shift, expect)
 
 
@@ -224,7 +229,7 @@ def test_seed_tests_use_one_value_per_seed_and_group(runs):
     ref = st.ttest_ind(vals[0], vals[1], equal_var=False)
     assert row.t == pytest.approx(ref.statistic, rel=1e-9) and row.p_welch == pytest.approx(ref.pvalue, rel=1e-9)
     assert row["diff"] == pytest.approx(np.mean(vals[0]) - np.mean(vals[1]))
-    for summ, fam in res.groupby("summary"):  # one BH family per summary
+    for _summ, fam in res.groupby("summary"):  # one BH family per summary
         np.testing.assert_allclose(fam["q_welch"], bh_adjust(fam["p_welch"].to_numpy()), equal_nan=True)
     with pytest.raises(ValueError, match="at least 2 runs"):
         seed_tests(dfs[:1])
@@ -305,7 +310,8 @@ def _stats_cli(runs, out, *extra):
 def test_group_stats_command_writes_tables_and_manifest(runs, tmp_path, capsys):
     out = tmp_path / "stats"
     assert _stats_cli(runs, out, "--group-names", "ctrl,pat") == 0
-    names = ["paper_step_tests", "paper_index_tests", "seed_tests", "subject_tests"]
+    names = ["paper_step_tests", "paper_index_tests", "seed_tests", "subject_tests", "subject_maxt_tests"]
+    names += ["subject_cv_test"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{n}.{e}" for n in names for e in ("tsv", "parquet")] + ["manifest.json"]
     )
