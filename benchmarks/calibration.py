@@ -14,7 +14,7 @@ Usage (each replicate is one file, so runs resume and split freely, e.g. one SLU
     python benchmarks/calibration.py run --settings null:30/10,1:72/75 --replicates 0-9 [--data timecourses]
     python benchmarks/calibration.py merge        # tables + src/autospec/stats/calibration_table.json
 
-``run`` writes ``benchmarks/results/calibration_runs/<setting>/<data>/r<NNN>.parquet`` (skipping
+``run`` writes ``results/calibration_runs/<setting>/<data>/<plan>/r<NNN>.parquet`` (skipping
 replicates already there); ``merge`` aggregates every file into ``benchmarks/results/calibration.{tsv,md,json}``
 and the package's ``calibration_table.json``. ``benchmarks/calibration_slurm.sh`` submits shards.
 """
@@ -22,6 +22,7 @@ and the package's ``calibration_table.json``. ``benchmarks/calibration_slurm.sh`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -68,19 +69,24 @@ def parse_range(text: str) -> list[int]:
     return out
 
 
-#: default plan: the cheap models (MLP, 1-D CNN) with both tasks and 3 seeds, the costly ones
-#: auto-encoding with 1 seed (no seed-level families there); ``--plan full`` runs everything
-DEFAULT_PLAN = "mlp,cnn1d=autoencode+classify:3;lstm,bert,cnn3d=autoencode:1"
-FULL_PLAN = "mlp,cnn1d,lstm,bert,cnn3d=autoencode+classify:3"
+#: default plan: the cheap models (MLP, 1-D CNN) auto-encoding with 3 seeds and classifying with 1
+#: seed; ``--plan extended`` adds the costly models (LSTM, BERT, 3-D CNN) auto-encoding with 1 seed
+#: (run it with --no-inputs next to the default plan); ``--plan full`` runs everything with 3 seeds
+PLANS = {
+    "default": "mlp,cnn1d=autoencode:3;mlp,cnn1d=classify:1",
+    "extended": "lstm,bert,cnn3d=autoencode:1",
+    "full": "mlp,cnn1d,lstm,bert,cnn3d=autoencode+classify:3",
+}
 
 
-def parse_plan(text: str) -> dict[str, tuple[list[str], int]]:
-    """``model[,model]=task[+task]:seeds;...`` (or ``full``) -> {model: (tasks, seeds)}."""
-    out: dict[str, tuple[list[str], int]] = {}
-    for entry in filter(None, (FULL_PLAN if text == "full" else text).split(";")):
+def parse_plan(text: str) -> dict[str, dict[str, int]]:
+    """``model[,model]=task[+task]:seeds;...`` (or a name in PLANS) -> {model: {task: seeds}}."""
+    out: dict[str, dict[str, int]] = {}
+    for entry in filter(None, PLANS.get(text, text).split(";")):
         models, rest = entry.split("=")
         tasks, _, seeds = rest.partition(":")
-        out.update(dict.fromkeys(models.split(","), (tasks.split("+"), int(seeds or 3))))
+        for m in models.split(","):
+            out.setdefault(m, {}).update(dict.fromkeys(tasks.split("+"), int(seeds or 3)))
     return out
 
 
@@ -117,7 +123,7 @@ def one_replicate(setting: tuple[float, int, int], rep: int, args: argparse.Name
     """Every data kind of one replicate (one cohort): data kind -> records."""
     effect, n_sz, n_hc = setting
     t0 = time.perf_counter()
-    sets, pheno = make_cohort_data(10_000 + rep, effect, n_sz, n_hc, args.data)
+    sets, pheno = make_cohort_data(getattr(args, "seed_base", 10_000) + rep, effect, n_sz, n_hc, args.data)
     prep = (time.perf_counter() - t0) / len(args.data)
     plan = parse_plan(args.plan)
     out = {}
@@ -126,15 +132,14 @@ def one_replicate(setting: tuple[float, int, int], rep: int, args: argparse.Name
         in_a = ds.groups == 0  # group 0 = HC, group 1 = SZ (sorted names)
         cov = pheno.reindex(ds.subject_ids)
         nuisance, _ = design_columns({c: cov[c].to_numpy(dtype=object) for c in cov.columns}, list(ds.subject_ids))
-        inputs = input_families(ds, in_a, rep, perms=args.perms, cv_perms=args.cv_perms)
+        inputs = input_families(ds, in_a, rep, perms=args.perms, cv_perms=args.cv_perms) if args.inputs else []
         records = [
             {**r, "model": "input", "task": "-", "seeds": 0, "wall_s": prep + time.perf_counter() - t1} for r in inputs
         ]
         for spec in default_models():
             if spec.data != data or spec.family not in plan:
                 continue
-            tasks, seeds = plan[spec.family]
-            for task in tasks:
+            for task, seeds in plan[spec.family].items():
                 records += one_model(spec, task, seeds, ds, in_a, nuisance, rep, args)
         df = pd.DataFrame(records)
         df["data"], df["effect"], df["n_sz"], df["n_hc"], df["replicate"] = data, effect, n_sz, n_hc, rep
@@ -147,11 +152,12 @@ def one_replicate(setting: tuple[float, int, int], rep: int, args: argparse.Name
 def cmd_run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     settings = [parse_setting(s) for s in args.settings.split(",")]
+    plan_tag = args.plan if args.plan in PLANS else "custom-" + hashlib.sha256(args.plan.encode()).hexdigest()[:8]
     t0 = time.perf_counter()
     for rep in parse_range(args.replicates):
         for effect, n_sz, n_hc in settings:
             tag = setting_tag(effect, n_sz, n_hc)
-            paths = {d: args.out / tag / d / f"r{rep:03d}.parquet" for d in args.data}
+            paths = {d: args.out / tag / d / plan_tag / f"r{rep:03d}.parquet" for d in args.data}
             todo = [d for d, p in paths.items() if not p.exists()]
             if not todo:
                 continue
@@ -176,18 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data", type=lambda s: s.split(","), default=["volumes", "timecourses", "spatialmaps"])
     run.add_argument(
         "--plan",
-        default=DEFAULT_PLAN,
-        help=f"models, tasks and seeds: model[,model]=task[+task]:seeds;... or 'full' ({FULL_PLAN}); "
-        f"default {DEFAULT_PLAN}",
+        default="default",
+        help=f"models, tasks and seeds: model[,model]=task[+task]:seeds;... or one of {PLANS}",
     )
-    run.add_argument("--epochs", type=int, default=20)
-    run.add_argument("--every", type=int, default=4, help="keep per-subject gradients every k-th epoch")
+    run.add_argument("--no-inputs", dest="inputs", action="store_false", help="skip the raw-input families")
+    run.add_argument("--epochs", type=int, default=15, help="epochs (the default study's 15)")
+    run.add_argument("--every", type=int, default=3, help="keep per-subject gradients every k-th epoch")
     run.add_argument("--perms", type=int, default=999, help="relabelings of the max-t tests")
     run.add_argument("--group-perms", type=int, default=99, help="relabelings with group spectra recomputed")
     run.add_argument("--cv-perms", type=int, default=199, help="relabelings of the classifier tests")
     run.add_argument("--retrain-perms", type=int, default=39, help="retrainings under permuted labels (0: skip)")
-    run.add_argument("--retrain-models", type=lambda s: s.split(","), default=["mlp", "cnn1d"])
+    run.add_argument("--retrain-models", type=lambda s: s.split(","), default=["mlp"])
     run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--seed-base", type=int, default=10_000, help="cohort seed = seed base + replicate")
     run.add_argument("--out", type=Path, default=RUNS)
     mg = sub.add_parser("merge", help="aggregate the replicate files into the calibration tables")
     mg.add_argument("--runs", type=Path, default=RUNS)

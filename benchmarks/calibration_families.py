@@ -206,8 +206,12 @@ def subject_families(
     table = subject_maxt_tests(
         subject_frame(sv[0], steps), dict(enumerate(np.where(in_a, 0, 1))), n_resamples=perms, seed=rep_seed
     )
-    hit = sorted(set(table.loc[table["p_fwer"] < ALPHA, "key"]))
-    out.append(replicate_record("subject_maxt", float(table["p_global"].iloc[0]), {"keys_hit": hit}))
+    hits = table[table["p_fwer"] < ALPHA]
+    detail = {
+        "keys_hit": sorted(set(hits["key"])),
+        "cells_hit": sorted({f"{k}@{s}" for k, s in zip(hits["key"], hits["step"])}),
+    }
+    out.append(replicate_record("subject_maxt", float(table["p_global"].iloc[0]), detail))
     F = subject_matrix(sv[0], MAXT_SUMMARIES)
     if covariates is not None:  # Freedman–Lane with age and sex
         r = maxt_test(F, in_a, covariates, n_resamples=perms, rng=[rep_seed, 29])

@@ -28,11 +28,18 @@ TASK = {"autoencode": "AE", "classify": "Cls", "-": "–"}
 NULL_ORDER = ["20/20", "72/75", "30/10", "15/45"]
 
 
-PARAMS = ["plan", "epochs", "every", "perms", "group_perms", "cv_perms", "retrain_perms"]
+PARAMS = ["epochs", "every", "perms", "group_perms", "cv_perms", "retrain_perms"]
+IDENTITY = ["test", "data", "model", "task", "effect", "n_sz", "n_hc", "replicate"]
 
 
 def load_runs(runs: Path) -> pd.DataFrame:
-    files = sorted(runs.glob("*/*/r*.parquet"))
+    """Every replicate file under ``runs`` (``<setting>/<data>/<plan>/r<NNN>.parquet``), one row per record.
+
+    Files of different plans may both hold a family for one replicate (e.g. the raw-input
+    families): the first is kept. Replicates must share the training and permutation
+    parameters, and a model × task the same number of seeds.
+    """
+    files = sorted(runs.glob("*/*/*/r*.parquet"))
     if not files:
         raise SystemExit(f"no replicate files under {runs}")
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -41,7 +48,10 @@ def load_runs(runs: Path) -> pd.DataFrame:
         raise SystemExit(
             f"replicates under {runs} were run with different parameters:\n{distinct.to_string(index=False)}"
         )
-    return df
+    seeds = df.groupby(["model", "task"])["seeds"].nunique()
+    if (seeds > 1).any():
+        raise SystemExit(f"a model × task was run with different numbers of seeds: {seeds[seeds > 1].to_dict()}")
+    return df.drop_duplicates(IDENTITY, keep="first").reset_index(drop=True)
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +164,10 @@ def merge(runs: Path, out: Path, package_table: Path | None) -> int:
     )
     reps = df.groupby(["effect", "n_sz", "n_hc"])["replicate"].nunique()
     meta = {
-        "parameters": {k: (str(v) if k == "plan" else int(v)) for k, v in df[PARAMS].iloc[0].items()},
+        "parameters": {k: int(v) for k, v in df[PARAMS].iloc[0].items()},
+        "seeds": {
+            f"{m} {t}": int(v) for (m, t), v in df.groupby(["model", "task"])["seeds"].first().items() if m != "input"
+        },
         "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''} ({platform.node()})".strip(),
         "settings": [

@@ -92,7 +92,7 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), *, sub
         metric = (
             {"accuracy": float((out.argmax(1) == y).float().mean())}
             if task == "classify"
-            else {"recon_error": float((out - x).norm() / x.norm())}
+            else {"recon_error": float((out.detach() - x).norm() / x.norm())}
         )
         rows.append(
             {

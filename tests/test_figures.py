@@ -208,3 +208,24 @@ def test_a_failed_figure_write_leaves_nothing(study, tmp_path):
     with pytest.raises(ValueError, match=r"\.png or \.pdf"):
         training_curves([study["dirs"][0]], tmp_path / "c.png", tmp_path / "c.svg")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_difference_panel_marks_the_recommended_test_on_its_own_quantity(tmp_path):
+    from autospec.stats import caption
+
+    ds = make_dataset(tmp_path / "d" / "data.npz", n=(16, 16), effect=1.0, kind="volumes")
+    dirs = [make_run(tmp_path / f"ae{s}", ds, seed=s, epochs=4, task="autoencode") for s in range(2)]
+    stats = tmp_path / "stats"
+    argv = ["group-stats", "--spectra", *[str(d / "spectra.parquet") for d in dirs], "--subject-spectra"]
+    assert main([*argv, str(dirs[0] / "subject_spectra.parquet"), "--out", str(stats), "--permutations", "199"]) == 0
+    side = spectra_figure({"A": dirs[0], "G": dirs}, stats, tmp_path / "f.png", None)
+    data = json.loads(side.read_text())
+    assert data["params"]["marking_test"] == {"G": "subject_maxt_tests"}
+    # the caption line is the measured calibration of this test on this data x model x task
+    assert data["params"]["panel_notes"]["G"] == caption("subject_maxt", "volumes", "mlp", "autoencode", effect=1.0)
+    t = pd.read_parquet(stats / "subject_maxt_tests.parquet")
+    t = t[t.summary == "log_nuclear"]
+    assert data["params"]["n_marked"] == int((t["p_fwer"] <= 0.05).sum()) >= 1  # FWER-adjusted, one panel
+    assert data["params"]["n_tests"] == int(t["p_fwer"].notna().sum())
+    with pytest.raises(InputError, match="unknown marking test"):
+        spectra_figure({"G": dirs}, stats, tmp_path / "g.png", None, test="seed_permutation")

@@ -399,3 +399,58 @@ def test_subjects_table_with_group_ids_or_unknown_names(runs, tmp_path, capsys):
     assert main([*argv, "--subjects", str(tmp_path / "odd.tsv"), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "odd.tsv" in err and "patient" in err and err.count("\n") == 1
+
+
+def test_group_stats_adjusts_for_covariates_and_names_a_missing_one(runs, tmp_path, capsys):
+    d = runs["dirs"][0]
+    sub = pd.read_csv(d / "subjects.tsv", sep="\t")
+    rng = np.random.default_rng(0)
+    sub["age"] = rng.integers(20, 60, len(sub))
+    sub["sex"] = rng.choice(["F", "M"], len(sub))
+    sub.to_csv(tmp_path / "cov.tsv", sep="\t", index=False)
+    argv = [
+        "group-stats",
+        "--spectra",
+        str(d / "spectra.parquet"),
+        "--subject-spectra",
+        str(d / "subject_spectra.parquet"),
+        "--permutations",
+        "99",
+    ]
+    assert main([*argv, "--subjects", str(tmp_path / "cov.tsv"), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "trained to classify" in err and "not valid inference" in err  # these runs classify the groups
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert man["params"]["covariates"] == ["age", "sex"] and man["params"]["subject_tests_valid"] is False
+    mt = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert (mt["covariates"] == "age,sex").all() and mt["statistic"].str.contains("Freedman").all()
+    assert not mt["valid_inference"].any()
+    st_ = pd.read_parquet(tmp_path / "o" / "subject_tests.parquet")
+    assert st_["normalisation"].str.startswith("covariates: age,sex").all()
+    assert main([*argv, "--subjects", str(tmp_path / "cov.tsv"), "--no-covariates", "--out", str(tmp_path / "o2")]) == 0
+    assert json.loads((tmp_path / "o2" / "manifest.json").read_text())["params"]["covariates"] == []
+    capsys.readouterr()
+    sub.loc[3, "age"] = np.nan
+    sub.to_csv(tmp_path / "missing.tsv", sep="\t", index=False)
+    assert main([*argv, "--subjects", str(tmp_path / "missing.tsv"), "--out", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"subject {sub.loc[3, 'subject_id']}: covariate 'age' is missing" in err
+    assert "missing.tsv" in err and not (tmp_path / "o3").exists()
+    assert (
+        main([*argv, "--subjects", str(tmp_path / "cov.tsv"), "--covariates", "motion", "--out", str(tmp_path / "o4")])
+        == 2
+    )
+    assert "no covariate column(s) ['motion']" in capsys.readouterr().err
+
+
+def test_subject_tests_of_an_autoencoder_are_valid_inference(tmp_path):
+    ds = make_dataset(tmp_path / "d" / "data.npz", n=(16, 16), effect=1.0)
+    run = make_run(tmp_path / "ae", ds, seed=0, task="autoencode")
+    argv = ["group-stats", "--spectra", str(run / "spectra.parquet"), "--subject-spectra"]
+    assert (
+        main([*argv, str(run / "subject_spectra.parquet"), "--out", str(tmp_path / "o"), "--permutations", "199"]) == 0
+    )
+    mt = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert mt["valid_inference"].all() and mt["p_global"].iloc[0] < 0.05  # group 1's inputs are twice as large
+    cv = pd.read_parquet(tmp_path / "o" / "subject_cv_test.parquet")
+    assert cv["balanced_accuracy"].iloc[0] > 0.7 and cv["p_perm"].iloc[0] < 0.05

@@ -205,12 +205,6 @@ def _subject_tables(
     cov = _covariates(args, table, subj_path)
     task = _meta(args.subject_spectra.parent, "task")
     valid = task != "classify"
-    if not valid:
-        print(
-            f"warning: {args.subject_spectra}: the network was trained to classify; its per-subject gradients "
-            "depend on the labels, so the subject-level tests are not valid inference (docs/statistics.md)",
-            file=sys.stderr,
-        )
     tables: dict[str, pd.DataFrame] = {}
     try:
         tables["subject_maxt_tests"] = subject_maxt_tests(
@@ -222,6 +216,12 @@ def _subject_tables(
         raise InputError(f"{subj_path if 'covariate' in str(err) else args.subject_spectra}: {err}") from None
     for t in tables.values():
         t["valid_inference"] = valid
+    if not valid:
+        print(
+            f"warning: {args.subject_spectra}: the network was trained to classify; its per-subject gradients "
+            "depend on the labels, so the subject-level tests are not valid inference (docs/statistics.md)",
+            file=sys.stderr,
+        )
     params = {
         "task": task,
         "subject_tests_valid": valid,
