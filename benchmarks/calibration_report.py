@@ -108,27 +108,24 @@ def md(df: pd.DataFrame) -> str:
 
 
 def layer_pattern(df: pd.DataFrame, test: str) -> pd.DataFrame:
-    """Null rejection rate of a per-cell family per weight (from each record's detail)."""
+    """Null rejections of a per-cell family per weight (from each record's detail), balanced vs unbalanced nulls."""
     rows = []
     sel = df[(df["test"] == test) & (df["effect"] == 0) & df["detail"].notna()]
     for r in sel.itertuples(index=False):
+        balance = "balanced" if abs(r.n_sz - r.n_hc) <= 3 else "unbalanced"
         for key, (k, n) in json.loads(r.detail).items():
             rows.append(
-                {
-                    "data": r.data,
-                    "model": r.model,
-                    "task": r.task,
-                    "sizes": f"{r.n_sz}/{r.n_hc}",
-                    "key": key,
-                    "k": k,
-                    "n": n,
-                }
+                {"data": r.data, "model": r.model, "task": r.task, "nulls": balance, "key": key, "k": k, "n": n}
             )
     if not rows:
         return pd.DataFrame()
-    t = pd.DataFrame(rows).groupby(["data", "model", "task", "key"], sort=True)[["k", "n"]].sum().reset_index()
-    t["null rejection rate"] = (t["k"] / t["n"]).round(3)
-    return t
+    t = pd.DataFrame(rows).groupby(["data", "model", "task", "nulls", "key"], sort=True)[["k", "n"]].sum().reset_index()
+    t["rejections"] = t["k"].astype(str) + "/" + t["n"].astype(str)
+    t["rate"] = (t["k"] / t["n"]).round(3)
+    t["share of the model's rejections"] = (
+        t["k"] / t.groupby(["data", "model", "task", "nulls"])["k"].transform("sum")
+    ).round(2)
+    return t.drop(columns=["k", "n"])
 
 
 def package_entries(agg: pd.DataFrame) -> list[dict[str, Any]]:

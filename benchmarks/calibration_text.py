@@ -109,6 +109,8 @@ def document(
         "## The paper's views, seed-level and per-cell tests\n",
         md(_fpr_power(agg, PAPER, effects, sizes)),
         "## Where view (b) rejects under the null (per weight)\n",
+        "Null cohorts only; balanced = 20/20 and 72/75, unbalanced = 30/10 and 15/45. Singular values beyond the "
+        "numerical rank are not tested, so a classifier's output layer (rank ≤ classes − 1 = 1) has one index.\n",
         md(layers) if len(layers) else "(no detail)\n",
         "## Every family\n",
         md(wide),

@@ -31,6 +31,8 @@ from autospec.stats import (
     permutation_pvalues,
     seed_tests,
     spectrum_summaries,
+    subject_features,
+    subject_maxt_tests,
     subject_tests,
     write_calibration,
 )
@@ -454,3 +456,42 @@ def test_subject_tests_of_an_autoencoder_are_valid_inference(tmp_path):
     assert mt["valid_inference"].all() and mt["p_global"].iloc[0] < 0.05  # group 1's inputs are twice as large
     cv = pd.read_parquet(tmp_path / "o" / "subject_cv_test.parquet")
     assert cv["balanced_accuracy"].iloc[0] > 0.7 and cv["p_perm"].iloc[0] < 0.05
+
+
+def test_subject_tests_use_the_training_split_only(runs, tmp_path):
+    d = runs["dirs"][0]
+    sub = pd.read_csv(d / "subjects.tsv", sep="\t")
+    sub["split"] = np.where(np.arange(len(sub)) % 4 == 0, "test", "train")  # 6 of 24 held out
+    sub.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    argv = ["group-stats", "--spectra", str(d / "spectra.parquet"), "--subject-spectra"]
+    argv += [str(d / "subject_spectra.parquet"), "--subjects", str(tmp_path / "split.tsv"), "--permutations", "9"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert man["params"]["subjects_tested"] == "train split" and man["params"]["covariates"] == []
+    mt = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert (mt["n_a"] + mt["n_b"] == 18).all()
+
+
+def test_subject_spectra_of_several_seeds_are_averaged_per_subject(tmp_path):
+    ds = make_dataset(tmp_path / "d" / "data.npz", n=(14, 14), effect=0.5)
+    runs = [make_run(tmp_path / f"ae{s}", ds, seed=s, task="autoencode") for s in range(2)]
+    one = subject_maxt_tests(
+        pd.read_parquet(runs[0] / "subject_spectra.parquet"), _subject_groups(runs[0]), n_resamples=9
+    )
+    both = subject_maxt_tests(
+        [pd.read_parquet(r / "subject_spectra.parquet") for r in runs], _subject_groups(runs[0]), n_resamples=9
+    )
+    assert set(one["family"]) == {"subject_maxt"} and set(both["family"]) == {"subject_maxt_seedavg"}
+    assert (both["n_seeds"] == 2).all()
+    frames = [pd.read_parquet(r / "subject_spectra.parquet") for r in runs]
+    means = [
+        np.log(f[(f.step == 2) & (f.key == "layers.0.weight") & (f.group == 3)].value.sum()) for f in frames
+    ]  # subject 3's log nuclear norm in each seed's network
+    W, _ = subject_features(frames, _subject_groups(runs[0]))
+    assert W.loc[3, ("log_nuclear", "layers.0.weight", 2)] == pytest.approx(np.mean(means))
+    argv = ["group-stats", "--spectra", str(runs[0] / "spectra.parquet"), "--permutations", "9"]
+    argv += ["--subject-spectra", *[str(r / "subject_spectra.parquet") for r in runs], "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    t = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert set(t["family"]) == {"subject_maxt_seedavg"}
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["params"]["subject_spectra_seeds"] == 2

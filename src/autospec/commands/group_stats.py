@@ -73,9 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subject-spectra",
         type=Path,
+        nargs="+",
         default=None,
         metavar="F",
-        help="per-subject spectra (group column = sample index) for subject-level tests",
+        help="per-subject spectra (group column = sample index) for subject-level tests; several files "
+        "(one per seed of the same configuration, same subjects) are averaged per subject",
     )
     parser.add_argument(
         "--subjects",
@@ -189,21 +191,41 @@ def _covariates(args: argparse.Namespace, subj: pd.DataFrame, path: Path) -> pd.
     return subj.set_index("index")[cols]
 
 
+def _training_subjects(table: pd.DataFrame, sdf: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """With a ``split`` column, the subjects the network was trained on (the spectra's own subjects).
+
+    Held-out subjects' gradients come from a network that never saw them: they are not
+    exchangeable with the training subjects', so the tests use one kind only — the training
+    subjects (``split == train``) when the spectra hold any of them, else every subject recorded.
+    """
+    if "split" not in table.columns:
+        return table, "all"
+    train = table["split"].astype(str).str.lower() == "train"
+    recorded = table["index"].isin(sdf.loc[sdf["group"] >= 0, "group"].unique())
+    if (train & recorded).any():
+        return table[train & recorded], "train split"
+    return table[recorded], "recorded subjects"
+
+
 def _subject_tables(
     args: argparse.Namespace, names: dict[int, str]
 ) -> tuple[dict[str, pd.DataFrame], list[Path], dict]:
     from ..stats import subject_cv_test, subject_maxt_tests, subject_tests
 
-    subj_path = args.subjects or args.subject_spectra.parent / "subjects.tsv"
+    first = args.subject_spectra[0]
+    subj_path = args.subjects or first.parent / "subjects.tsv"
     if not subj_path.is_file():
         raise InputError(f"{subj_path}: subjects table not found (needed for --subject-spectra)")
     # subjects.tsv names groups as the dataset does (run.json); --group-names may rename them
-    known = {**names, **run_group_names(args.subject_spectra.parent)}
+    known = {**names, **run_group_names(first.parent)}
     table = read_subjects(subj_path)
+    sdfs = [load_spectra(p) for p in args.subject_spectra]
+    table, used_split = _training_subjects(table, sdfs[0])
+    sdfs = [d[d["group"].isin(table["index"])] for d in sdfs]
+    sdf = sdfs[0] if len(sdfs) == 1 else sdfs
     groups = subject_group_ids(table, known, subj_path)
-    sdf = load_spectra(args.subject_spectra)
     cov = _covariates(args, table, subj_path)
-    task = _meta(args.subject_spectra.parent, "task")
+    task = _meta(first.parent, "task")
     valid = task != "classify"
     tables: dict[str, pd.DataFrame] = {}
     try:
@@ -213,21 +235,23 @@ def _subject_tables(
         tables["subject_cv_test"] = subject_cv_test(sdf, groups, names, min(args.permutations, 999), args.seed)
         tables["subject_tests"] = subject_tests(sdf, groups, names, args.permutations, args.seed, covariates=cov)
     except ValueError as err:
-        raise InputError(f"{subj_path if 'covariate' in str(err) else args.subject_spectra}: {err}") from None
+        raise InputError(f"{subj_path if 'covariate' in str(err) else first}: {err}") from None
     for t in tables.values():
         t["valid_inference"] = valid
     if not valid:
         print(
-            f"warning: {args.subject_spectra}: the network was trained to classify; its per-subject gradients "
+            f"warning: {first}: the network was trained to classify; its per-subject gradients "
             "depend on the labels, so the subject-level tests are not valid inference (docs/statistics.md)",
             file=sys.stderr,
         )
     params = {
         "task": task,
         "subject_tests_valid": valid,
+        "subjects_tested": used_split,
         "covariates": [c for c in (cov.columns if cov is not None else []) if c != "subject_id"],
     }
-    return tables, [args.subject_spectra, subj_path], params
+    params["subject_spectra_seeds"] = len(sdfs)
+    return tables, [*args.subject_spectra, subj_path], params
 
 
 def run(args: argparse.Namespace) -> int:

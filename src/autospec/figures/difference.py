@@ -98,6 +98,8 @@ def choose(
     t = pd.read_parquet(path)
     used.append(path)
     family = FAMILIES[MARKING_TESTS[stem]]
+    if "family" in t and set(t["family"]) == {"subject_maxt_seedavg"}:  # per-subject summaries averaged over seeds
+        family = FAMILIES["subject_maxt_seedavg"]
     valid = bool(t["valid_inference"].all()) if "valid_inference" in t else True
     table = _select(stem, t, summary)
     line = caption(family.id, *where, effect=effect)

@@ -245,7 +245,7 @@ def _caption(diffs: Mapping[str, tuple[PanelTest, dict[int, str]]], counts: Mapp
         )
     if "bh" in kinds:
         lines.append(f"▼: BH-FDR q ≤ {alpha:g} over the figure's {counts['n_tests']} tests.")
-    return "\n".join(textwrap.fill(line, 190) for line in lines)
+    return "\n".join(textwrap.fill(line, 175) for line in lines)
 
 
 def _draw_heatmaps(fig: Any, axes: Sequence[Any], keys: Sequence[str], df: pd.DataFrame) -> None:

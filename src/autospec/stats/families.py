@@ -18,6 +18,7 @@ docs/statistics.md, "Classifiers").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -98,19 +99,10 @@ def seed_tests(
     return _finish(parts, "seed")
 
 
-def subject_features(
-    subject_df: pd.DataFrame,
-    subject_groups: Mapping[int, int] | pd.Series,
-    *,
-    stat: str = "grad",
-    summaries: Sequence[str] = MAXT_SUMMARIES,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-subject summaries as a wide table (subjects × (summary, key, step)) and the group ids.
+SubjectSpectra: TypeAlias = pd.DataFrame | Sequence[pd.DataFrame]
 
-    ``subject_df`` is a spectra table whose ``group`` column holds the sample index;
-    ``subject_groups`` maps sample index -> group id.
-    """
-    labels = pd.Series(subject_groups).astype(int)
+
+def _one_features(subject_df: pd.DataFrame, labels: pd.Series, stat: str, summaries: Sequence[str]) -> pd.DataFrame:
     sel = subject_df[(subject_df["stat"] == stat) & (subject_df["group"] >= 0)]  # -1: whole batch
     summ = spectrum_summaries(sel)
     summ = summ[summ["summary"].isin(summaries)]
@@ -120,6 +112,34 @@ def subject_features(
     unknown = sorted(set(W.index) - set(labels.index))
     if unknown:
         raise ValueError(f"subject spectra hold sample indices {unknown[:5]} that have no group")
+    return W
+
+
+def subject_features(
+    subject_df: SubjectSpectra,
+    subject_groups: Mapping[int, int] | pd.Series,
+    *,
+    stat: str = "grad",
+    summaries: Sequence[str] = MAXT_SUMMARIES,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-subject summaries as a wide table (subjects × (summary, key, step)) and the group ids.
+
+    ``subject_df`` is a spectra table whose ``group`` column holds the sample index, or a list of
+    them — one per training seed of the same configuration — whose summaries are averaged per
+    subject (they must hold the same subjects, weights and steps). ``subject_groups`` maps sample
+    index -> group id.
+    """
+    labels = pd.Series(subject_groups).astype(int)
+    tables = [subject_df] if isinstance(subject_df, pd.DataFrame) else list(subject_df)
+    if not tables:
+        raise ValueError("no subject spectra given")
+    Ws = [_one_features(t, labels, stat, summaries) for t in tables]
+    W = Ws[0]
+    for i, other in enumerate(Ws[1:], start=2):
+        if not (other.index.equals(W.index) and other.columns.equals(W.columns)):
+            raise ValueError(f"subject spectra {i} do not hold the same subjects, weights and steps as the first")
+    if len(Ws) > 1:
+        W = sum(Ws[1:], Ws[0]) / len(Ws)
     return W, labels.reindex(W.index).to_numpy()
 
 
@@ -141,7 +161,7 @@ def _covariate_names(covariates: pd.DataFrame | None) -> str:
 
 
 def subject_tests(
-    subject_df: pd.DataFrame,
+    subject_df: SubjectSpectra,
     subject_groups: Mapping[int, int] | pd.Series,
     group_names: Mapping[int, str] | None = None,
     n_resamples: int = 9999,
@@ -203,7 +223,7 @@ def _adjusted_table(  # noqa: PLR0917 (private helper of subject_tests)
 
 
 def subject_maxt_tests(
-    subject_df: pd.DataFrame,
+    subject_df: SubjectSpectra,
     subject_groups: Mapping[int, int] | pd.Series,
     group_names: Mapping[int, str] | None = None,
     n_resamples: int = 9999,
@@ -217,7 +237,9 @@ def subject_maxt_tests(
 
     One row per (summary, key, step, pair): ``t``, ``diff`` (mean_a − mean_b, adjusted for the
     covariates when given), ``p_unadjusted``, ``p_fwer`` (Westfall–Young, FWER over every row of
-    the pair), and the pair's ``p_global`` (= its smallest ``p_fwer``). See :mod:`.maxt`.
+    the pair), and the pair's ``p_global`` (= its smallest ``p_fwer``). See :mod:`.maxt`. With a
+    list of subject spectra (one per seed) the per-subject summaries are averaged over the seeds
+    first (family ``subject_maxt_seedavg``).
     """
     names = dict(group_names or {})
     W, lab = subject_features(subject_df, subject_groups, stat=stat, summaries=summaries)
@@ -244,12 +266,14 @@ def subject_maxt_tests(
     if not parts:
         return pd.DataFrame()
     out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "family", "subject_maxt")
+    n_seeds = 1 if isinstance(subject_df, pd.DataFrame) else len(subject_df)
+    out.insert(0, "family", "subject_maxt" if n_seeds == 1 else "subject_maxt_seedavg")
+    out["n_seeds"] = n_seeds
     return out
 
 
 def subject_cv_test(
-    subject_df: pd.DataFrame,
+    subject_df: SubjectSpectra,
     subject_groups: Mapping[int, int] | pd.Series,
     group_names: Mapping[int, str] | None = None,
     n_resamples: int = 999,
