@@ -175,6 +175,9 @@ def merge(runs: Path, out: Path, package_table: Path | None) -> int:
     write_text_atomic(out / "calibration.json", json.dumps(meta, indent=2) + "\n")
     text = [render_md(agg, wide, df, meta)]
     write_text_atomic(out / "calibration.md", "\n".join(text))
+    from calibration_text import summary
+
+    write_text_atomic(out / "calibration_summary.md", summary(agg))
     pkg = package_table or PACKAGE_TABLE
     tests = {t.id: {"label": t.label, "unit": t.unit, "valid": t.valid} for t in FAMILIES.values()}
     payload = {

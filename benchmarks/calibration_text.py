@@ -117,3 +117,42 @@ def document(
         "Family ids: " + "; ".join(f"`{t.id}`: {t.label}" for t in FAMILIES.values()) + ".\n",
     ]
     return "\n".join(parts)
+
+
+SUMMARY_TESTS = [
+    ("subject_maxt", "recommended: subject-level max-\\|t\\| permutation"),
+    ("subject_maxt_seedavg", "the same, per-subject summaries averaged over 3 seeds"),
+    ("subject_cv", "classifier on per-subject spectral features"),
+    ("group_perm_maxt", "label permutation, group spectra recomputed"),
+    ("input_maxt", "raw inputs: max-\\|t\\| over input features"),
+    ("input_cv", "raw inputs: classifier"),
+    ("paper_step", "paper view (a) (per test)"),
+    ("paper_index", "paper view (b) (per test)"),
+    ("seed_welch", "seed-level Welch (per test)"),
+    ("subject_welch", "subject-level Welch, uncorrected (per test)"),
+    ("subject_maxt_retrain", "classifier: max-\\|t\\| with null from retraining"),
+]
+
+
+def summary(agg: pd.DataFrame) -> str:
+    """The compact table the README quotes: FPR per null setting and power at effect 1, per family and case."""
+    rows = []
+    for test, label in SUMMARY_TESTS:
+        for (data, model, task), g in agg[agg["test"] == test].groupby(["data", "model", "task"], sort=True):
+            nul = g[g["effect"] == 0].set_index("sizes")
+            eff = g[g["effect"] > 0]
+            row = {"family": label, "data · model · task": f"{data} · {model} · {TASK.get(task, task)}"}
+            for s in NULLS:
+                row[f"FPR {s}"] = f"{nul.loc[s, 'rate']:.2f}" if s in nul.index else "–"
+            worst = nul.loc[nul["rate"].idxmax()] if len(nul) else None
+            row["worst null [95 % CI]"] = (
+                f"{worst['rate']:.2f} [{worst['ci_low']:.2f}, {worst['ci_high']:.2f}]" if worst is not None else "–"
+            )
+            for e in (0.5, 1.0, 2.0):
+                for s in ("20/20", "72/75"):
+                    hit = eff[(eff["effect"] == e) & (eff["sizes"] == s)]
+                    row[f"power {e:g} @{s}"] = f"{hit['rate'].iloc[0]:.2f}" if len(hit) else "–"
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    head = "| " + " | ".join(df.columns) + " |\n|" + "|".join("---" for _ in df.columns) + "|\n"
+    return head + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in df.itertuples(index=False))

@@ -229,3 +229,9 @@ def test_difference_panel_marks_the_recommended_test_on_its_own_quantity(tmp_pat
     assert data["params"]["n_tests"] == int(t["p_fwer"].notna().sum())
     with pytest.raises(InputError, match="unknown marking test"):
         spectra_figure({"G": dirs}, stats, tmp_path / "g.png", None, test="seed_permutation")
+    notes = {}
+    for test in ("paper_step_tests", "seed_tests"):
+        side = spectra_figure({"G": dirs}, stats, tmp_path / f"{test}.png", None, test=test)
+        notes[test] = json.loads(side.read_text())["params"]["panel_notes"]["G"]
+    assert notes["paper_step_tests"].endswith("[paper's test, not valid inference]")
+    assert notes["seed_tests"].endswith("[not valid inference: seeds are not subjects]")

@@ -68,6 +68,9 @@ def test_maxt_skips_constant_and_nonfinite_columns():
     assert np.isfinite(res.t[0]) and np.isnan(res.t[1:]).all() and np.isnan(res.p_fwer[1:]).all()
     with pytest.raises(ValueError, match="at least 2"):
         maxt_test(Y, np.arange(12) < 1)
+    none = maxt_test(Y, np.arange(12) < 6, n_resamples=0)  # statistics only: no p-values, not p = 1
+    assert np.isfinite(none.t[0]) and np.isnan(none.p_fwer).all() and np.isnan(none.p_global)
+    assert np.isnan(cv_permutation_test(rng.normal(size=(12, 3)), np.arange(12) < 6, n_resamples=0).p)
 
 
 def test_freedman_lane_t_equals_least_squares_and_removes_a_confound():

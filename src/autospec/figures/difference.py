@@ -104,7 +104,8 @@ def choose(
     table = _select(stem, t, summary)
     line = caption(family.id, *where, effect=effect)
     if not family.valid:
-        line = f"{line} [{PAPER_NOTE}]"
+        why = PAPER_NOTE if family.id.startswith("paper") else "not valid inference: seeds are not subjects"
+        line = f"{line} [{why}]"
     elif not valid:
         if test is None:  # the default never marks with an invalid test
             return PanelTest(table.assign(p=np.nan), stem, "none", "no markers: " + _INVALID, _ylabel(stem, summary))

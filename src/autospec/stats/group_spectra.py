@@ -80,6 +80,8 @@ def group_permutation_test(
     ``p`` (per-cell two-sided permutation p of |z|) and ``p_global`` (max-|z| over every cell).
     """
     a = np.asarray(in_a, dtype=bool)
+    if n_resamples < 1:
+        raise ValueError(f"group_permutation_test needs at least one relabeling, got {n_resamples}")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     n = len(a)
     masks = np.vstack([a.astype(np.float64), gen.permuted(np.tile(a, (n_resamples, 1)), axis=1).astype(np.float64)])

@@ -172,7 +172,9 @@ def maxt_test(
     else:
         t, diff, df, cnt, cnt_max, used, exact = _welch(Yv, a, n_resamples, rng)
         statistic = "Welch t, label permutation"
-    if exact:
+    if used == 0:  # no relabelings asked for: the statistics, no p-values
+        p_un, p_fw = np.full(len(t), np.nan), np.full(len(t), np.nan)
+    elif exact:
         p_un, p_fw = cnt / used, cnt_max / used
     else:
         p_un, p_fw = (cnt + 1.0) / (used + 1.0), (cnt_max + 1.0) / (used + 1.0)
