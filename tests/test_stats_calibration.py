@@ -98,3 +98,41 @@ def test_caption_quotes_measured_rates_or_says_not_calibrated():
     assert text.startswith(FAMILIES[RECOMMENDED_TEST].label) and "FPR 20/20" in text and "power at effect 1" in text
     null = next(r for r in rows if r.role == "null" and r.sizes == "30/10")
     assert f"30/10 {null.rate:.2f} [{null.ci_low:.2f}, {null.ci_high:.2f}]" in text
+
+
+def test_slurm_script_shards_the_replicates_and_merges_after(tmp_path):
+    """benchmarks/calibration_slurm.sh with a stand-in sbatch: one array task per shard, then merge."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    log = tmp_path / "sbatch.log"
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    # records each call (one argument per line) and answers with a job id, as `sbatch --parsable` does
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> {log}\necho ---- >> {log}\necho 4242\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "PYTHON": "echo", "SETTINGS": "null:30/10"}
+    proc = subprocess.run(
+        ["bash", str(repo / "benchmarks/calibration_slurm.sh"), "25", "10", "default"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = [c.strip().splitlines() for c in log.read_text().split("----") if c.strip()]
+    assert len(calls) == 2 and "--array=0-2" in calls[0] and "--dependency=afterok:4242" in calls[1]
+    wrap = calls[0][calls[0].index("--wrap") + 1]
+    ran = [
+        subprocess.run(
+            ["bash", "-c", wrap], env={**env, "SLURM_ARRAY_TASK_ID": str(i)}, capture_output=True, text=True, check=True
+        ).stdout.split()
+        for i in range(3)
+    ]
+    assert [r[r.index("--replicates") + 1] for r in ran] == ["0-9", "10-19", "20-24"]
+    assert all(r[r.index("--settings") + 1] == "null:30/10" and r[r.index("--plan") + 1] == "default" for r in ran)
+    assert calls[1][calls[1].index("--wrap") + 1] == "echo benchmarks/calibration.py merge"
