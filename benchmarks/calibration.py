@@ -141,6 +141,8 @@ def one_replicate(setting: tuple[float, int, int], rep: int, args: argparse.Name
                 continue
             for task, seeds in plan[spec.family].items():
                 records += one_model(spec, task, seeds, ds, in_a, nuisance, rep, args)
+        if not records:  # nothing of this data kind in the plan
+            continue
         df = pd.DataFrame(records)
         df["data"], df["effect"], df["n_sz"], df["n_hc"], df["replicate"] = data, effect, n_sz, n_hc, rep
         for name in PARAMS:
@@ -162,7 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not todo:
                 continue
             sub = argparse.Namespace(**{**vars(args), "data": todo})
-            for data, df in one_replicate((effect, n_sz, n_hc), rep, sub).items():
+            done = one_replicate((effect, n_sz, n_hc), rep, sub)
+            for data, df in done.items():
                 path = paths[data]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
