@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -168,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for data, df in done.items():
                 path = paths[data]
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")  # shards never share a temporary
                 df.to_parquet(tmp, index=False)
                 tmp.replace(path)
                 walls = df.groupby(["model", "task"])["wall_s"].first().round(1).to_dict()
