@@ -175,9 +175,15 @@ def merge(runs: Path, out: Path, package_table: Path | None) -> int:
     write_text_atomic(out / "calibration.json", json.dumps(meta, indent=2) + "\n")
     text = [render_md(agg, wide, df, meta)]
     write_text_atomic(out / "calibration.md", "\n".join(text))
-    from calibration_text import summary
+    from calibration_text import readme_table, summary
 
-    write_text_atomic(out / "calibration_summary.md", summary(agg))
+    tables = {
+        "recommended": readme_table(agg, [RECOMMENDED_TEST, "subject_maxt_seedavg"]),
+        "inputs": readme_table(agg, ["input_maxt", "input_cv", "input_spectrum_maxt"]),
+        "classify": readme_table(agg, ["subject_maxt", "subject_welch", "subject_maxt_retrain"], task="classify"),
+    }
+    text = summary(agg) + "".join(f"\n## {k}\n\n{v}" for k, v in tables.items())
+    write_text_atomic(out / "calibration_summary.md", text)
     pkg = package_table or PACKAGE_TABLE
     tests = {t.id: {"label": t.label, "unit": t.unit, "valid": t.valid} for t in FAMILIES.values()}
     payload = {

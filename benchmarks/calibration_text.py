@@ -156,3 +156,28 @@ def summary(agg: pd.DataFrame) -> str:
     df = pd.DataFrame(rows)
     head = "| " + " | ".join(df.columns) + " |\n|" + "|".join("---" for _ in df.columns) + "|\n"
     return head + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in df.itertuples(index=False))
+
+
+def _rate_ci(g: pd.DataFrame, sizes: str, effect: float = 0.0) -> str:
+    hit = g[(g["sizes"] == sizes) & (g["effect"] == effect)]
+    if not len(hit):
+        return "–"
+    r = hit.iloc[0]
+    if effect:
+        return f"{r['rate']:.2f}"
+    return f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+
+def readme_table(agg: pd.DataFrame, tests: list[str], task: str = "autoencode") -> str:
+    """FPR (with CI) per null setting and power per effect at 20/20 and 72/75, one row per test × case."""
+    cols = ["family", "data · model", *[f"FPR {s}" for s in NULLS]]
+    cols += [f"power {e:g} @{s}" for e in (0.5, 1.0, 2.0) for s in ("20/20", "72/75")]
+    rows = []
+    for test in tests:
+        sel = agg[(agg["test"] == test) & (agg["task"].isin([task, "-"]))]
+        for (data, model), g in sel.groupby(["data", "model"], sort=True):
+            row = [test, f"{data} · {model}", *[_rate_ci(g, s) for s in NULLS]]
+            row += [_rate_ci(g, s, e) for e in (0.5, 1.0, 2.0) for s in ("20/20", "72/75")]
+            rows.append(row)
+    head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
