@@ -1,150 +1,217 @@
-"""Calibration of the group tests on the bundled synthetic cohort: false-positive rate and power.
+"""Calibration of every group-test family: false-positive rate on null cohorts, power on planted effects.
 
-For each replicate r (an independently generated cohort, seed r) and each effect size — ``null``
-(effect 0: patients and controls drawn from one distribution) and ``effect<E>`` (the documented
-planted effect scaled by E, see docs/demo_cohort.md) — one data set of the cohort is preprocessed
-(FreeSurfer volumes or ICA time courses), a model is trained full-batch (auto-encoding by default)
-with several seeds while group and per-subject spectra are recorded, and every test family is run:
-the paper's per-step t-tests (singular values as samples), seed-level Welch and permutation tests,
-subject-level Welch and permutation tests on σ(A_iᵀΔ_i) (family ``subject``) and on σ(A_i)
-(family ``subject_act``, with ``--subject-act``). ``calibration_table`` then counts rejections at
-alpha = 0.05 per family: the rate under ``null`` is the false-positive rate, under ``effect<E>`` the
-power; ``rate_runs_any_fdr`` is the share of replicates where BH over the family rejects anything.
+A *setting* is a planted effect and group sizes (``null:30/10`` = effect 0 with 30 SZ and 10 HC;
+``1:72/75`` = effect 1 with 72 SZ and 75 HC). A *replicate* is one freshly generated synthetic
+cohort of that setting (``make_demo_cohort``, seed 10000 + r). For each replicate, each data kind
+(volumes, ICA time courses, spatial maps; prepared by the project's preprocessing) and each
+model of the default study (config/config.yaml ``experiments``, widths of panels G/H) and task
+(auto-encoding, classification), the model is trained with several seeds and per-subject
+gradients are kept every few epochs; every family in ``calibration_families`` then runs on the
+same spectra (see that module for the list, and docs/statistics.md for what each family is).
 
-Results: ``benchmarks/results/calibration_<data>_<model>_<task>.{tsv,md,json}`` (quoted in the
-README). Usage: ``python benchmarks/calibration.py [--data volumes|timecourses] [--model mlp|cnn1d|lstm]
-[--effects 0,1,2,4] [--replicates 8] [--seeds 4] [--epochs 30] [--quick]``.
+Usage (each replicate is one file, so runs resume and split freely, e.g. one SLURM job per shard)::
+
+    python benchmarks/calibration.py run --settings null:30/10,1:72/75 --replicates 0-9 [--data timecourses]
+    python benchmarks/calibration.py merge        # tables + src/autospec/stats/calibration_table.json
+
+``run`` writes ``results/calibration_runs/<setting>/<data>/<plan>/r<NNN>.parquet`` (skipping
+replicates already there); ``merge`` aggregates every file into ``benchmarks/results/calibration.{tsv,md,json}``
+and the package's ``calibration_table.json``. ``benchmarks/calibration_slurm.sh`` submits shards.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
-from autospec.atomic import write_text_atomic
-from autospec.data.cohort import load_cohort_config
-from autospec.data.dataset import save_dataset
-from autospec.data.preprocess import preprocess
-from autospec.data.synthetic import make_demo_cohort
-from autospec.rundir import RunDir
-from autospec.stats import paper_step_tests, seed_tests, subject_tests
-from autospec.stats.multiple import calibration_table, markdown_table
-from autospec.training.config import load_run_config
-from autospec.training.loop import train
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibration_families import (
+    group_families,
+    input_families,
+    retrain_record,
+    subject_families,
+    subject_matrix,
+    subject_spectra,
+)
+from calibration_replicate import default_models, make_cohort_data, model_input, train_bundle
+
+from autospec.stats import MAXT_SUMMARIES, design_columns
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parents[1] / "results" / "calibration_runs"  # git-ignored
+PARAMS = ("plan", "epochs", "every", "perms", "group_perms", "cv_perms", "retrain_perms")
+ALL_SETTINGS = "null:20/20,null:72/75,null:30/10,null:15/45,0.5:20/20,1:20/20,2:20/20,0.5:72/75,1:72/75,2:72/75"
 
 
-def conditions(effects: list[float]) -> dict[str, float]:
-    """Condition name -> planted effect size: ``null`` for 0, ``effect<E>`` otherwise."""
-    return {("null" if e == 0 else f"effect{e:g}"): e for e in effects}
+def parse_setting(text: str) -> tuple[float, int, int]:
+    effect, sizes = text.split(":")
+    n_sz, n_hc = sizes.split("/")
+    return (0.0 if effect == "null" else float(effect)), int(n_sz), int(n_hc)
 
 
-def one_replicate(work: Path, rep: int, effect: float, args) -> list[pd.DataFrame]:
-    cohort = make_demo_cohort(work / "cohort", seed=rep, effect=effect, n_sz=args.n_per_group,
-                              n_hc=args.n_per_group, small=True)  # fmt: skip
-    cfg = load_cohort_config(cohort / "cohort.yaml", "demo")
-    ds, _ = preprocess(cfg, args.data)
-    data = work / f"{args.data}.npz"
-    save_dataset(data, ds)
-    names = {i: str(n) for i, n in enumerate(ds.group_names)}
-    sizes = {i: int((ds.groups == i).sum()) for i in names}
-    runs, subject_df = [], None
-    for seed in range(args.seeds):
-        run_cfg = load_run_config(
-            {
-                "data": str(data),
-                "model": {"family": args.model, "task": args.task, "hidden": args.hidden, "activation": "relu"},
-                "training": {"epochs": args.epochs, "lr": 1e-3, "seed": seed, "threads": 1, "checkpoint_every": 10**6},
-                "recording": {
-                    "every": args.every,
-                    "subjects": seed == 0,
-                    "subject_stats": ["grad", "act"] if args.subject_act else ["grad"],
-                },
-            }
+def setting_tag(effect: float, n_sz: int, n_hc: int) -> str:
+    return f"{'null' if effect == 0 else f'effect{effect:g}'}_{n_sz}_{n_hc}"
+
+
+def parse_range(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+#: default plan: the cheap models (MLP, 1-D CNN) auto-encoding with 3 seeds and classifying with 1
+#: seed; ``--plan extended`` adds the costly models (LSTM, BERT, 3-D CNN) auto-encoding with 1 seed
+#: (run it with --no-inputs next to the default plan); ``--plan full`` runs everything with 3 seeds
+PLANS = {
+    "default": "mlp,cnn1d=autoencode:3;mlp,cnn1d=classify:1",
+    "extended": "lstm,bert,cnn3d=autoencode:1",
+    "full": "mlp,cnn1d,lstm,bert,cnn3d=autoencode+classify:3",
+}
+
+
+def parse_plan(text: str) -> dict[str, dict[str, int]]:
+    """``model[,model]=task[+task]:seeds;...`` (or a name in PLANS) -> {model: {task: seeds}}."""
+    out: dict[str, dict[str, int]] = {}
+    for entry in filter(None, PLANS.get(text, text).split(";")):
+        models, rest = entry.split("=")
+        tasks, _, seeds = rest.partition(":")
+        for m in models.split(","):
+            out.setdefault(m, {}).update(dict.fromkeys(tasks.split("+"), int(seeds or 3)))
+    return out
+
+
+def one_model(spec, task, seeds, ds, in_a, nuisance, rep, args) -> list[dict]:  # noqa: PLR0917
+    """Train one model × task with its seeds and run every family on it."""
+    x, y, groups = model_input(ds, spec.family), torch.from_numpy(ds.y), torch.from_numpy(ds.groups)
+    t1 = time.perf_counter()
+    bundles = [
+        train_bundle(
+            spec, task, x, y, groups, seed=s, epochs=args.epochs, every=args.every, check=(s == 0 and rep == 0)
         )
-        out = work / f"seed{seed}"
-        train(run_cfg, out, progress=False)
-        runs.append(pd.read_parquet(RunDir(out).spectra))
-        if seed == 0:
-            subject_df = pd.read_parquet(RunDir(out).subject_spectra)
-    subject_groups = dict(enumerate(ds.groups.tolist()))
-    tables = [
-        paper_step_tests(runs[0], names),
-        seed_tests(runs, names, sizes, n_resamples=args.permutations, seed=rep),
-        subject_tests(subject_df, subject_groups, names, n_resamples=args.permutations, seed=rep),
+        for s in range(seeds)
     ]
-    if args.subject_act:
-        act = subject_tests(subject_df, subject_groups, names, n_resamples=args.permutations, seed=rep, stat="act")
-        tables.append(act.assign(family="subject_act"))
-    return [t.assign(replicate=rep) for t in tables]
+    recs = group_families(bundles, in_a, rep, args.group_perms)
+    subj, F0 = subject_families(bundles, in_a, rep, perms=args.perms, cv_perms=args.cv_perms, covariates=nuisance)
+    recs += subj
+    if task == "classify" and args.retrain_perms and spec.family in args.retrain_models:
+
+        def null_features(perm: np.ndarray) -> np.ndarray:
+            yp = torch.from_numpy(np.where(perm, 0, 1).astype(np.int64))
+            b = train_bundle(spec, task, x, yp, groups, seed=0, epochs=args.epochs, every=args.every)
+            return subject_matrix(subject_spectra(b.grads), MAXT_SUMMARIES)
+
+        rng = np.random.default_rng([rep, int(in_a.sum()), len(in_a), 3])
+        recs.append(retrain_record(F0, in_a, null_features, rng=rng, n_resamples=args.retrain_perms))
+    wall = time.perf_counter() - t1
+    metric = float(np.mean([b.final_metric for b in bundles]))
+    return [
+        {**r, "model": spec.family, "task": task, "seeds": seeds, "wall_s": wall, "final_metric": metric} for r in recs
+    ]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", choices=["volumes", "timecourses"], default="volumes")
-    ap.add_argument("--model", choices=["mlp", "cnn1d", "lstm"], default="mlp")
-    ap.add_argument(
-        "--hidden",
-        type=lambda s: [int(v) for v in s.split(",")],
-        default=[32],
-        help="hidden widths, comma-separated (default 32)",
-    )
-    ap.add_argument(
-        "--effects",
-        type=lambda s: [float(v) for v in s.split(",")],
-        default=[0.0, 1.0],
-        help="planted effect sizes, comma-separated; 0 is the null (default 0,1)",
-    )
-    ap.add_argument(
-        "--subject-act", action="store_true", help="also test per-subject σ(A_i) of every layer (family subject_act)"
-    )
-    ap.add_argument("--replicates", type=int, default=8)
-    ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--every", type=int, default=5, help="record every k-th epoch")
-    ap.add_argument("--n-per-group", type=int, default=20)
-    ap.add_argument("--permutations", type=int, default=999)
-    ap.add_argument(
-        "--task",
-        choices=["autoencode", "classify"],
-        default="autoencode",
-        help="autoencode: groups never enter the loss, so effect 0 is a true null; classify: "
-        "the group is the class label, so spectra differ by construction even at effect 0",
-    )
-    ap.add_argument("--quick", action="store_true", help="2 replicates, 2 seeds, 6 epochs")
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.replicates, args.seeds, args.epochs = 2, 2, 6
-    conds = conditions(args.effects)
+def one_replicate(setting: tuple[float, int, int], rep: int, args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    """Every data kind of one replicate (one cohort): data kind -> records."""
+    effect, n_sz, n_hc = setting
     t0 = time.perf_counter()
-    results: dict[str, list[pd.DataFrame]] = {c: [] for c in conds}
-    for rep in range(args.replicates):
-        for cond, effect in conds.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                tables = one_replicate(Path(tmp), rep, effect, args)
-            # one "run" per replicate and family for calibration_table
-            for fam_table in tables:
-                results[cond].append(fam_table)
-            print(f"replicate {rep} {cond}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    table = calibration_table(results, alpha=0.05, null_conditions=["null"])
-    stem = f"calibration_{args.data}_{args.model}_{args.task}" + ("_quick" if args.quick else "")
-    args.out.mkdir(parents=True, exist_ok=True)
-    params = {k: v for k, v in vars(args).items() if k != "out"}
-    params["wall_s"] = round(time.perf_counter() - t0, 1)
-    write_text_atomic(args.out / f"{stem}.tsv", table.to_csv(sep="\t", index=False))
-    write_text_atomic(args.out / f"{stem}.json", json.dumps({"params": params, "conditions": conds}, indent=2) + "\n")
-    md = f"Parameters: {json.dumps(params)}\n\n" + markdown_table(table)
-    write_text_atomic(args.out / f"{stem}.md", md)
-    print(md)
+    sets, pheno = make_cohort_data(getattr(args, "seed_base", 10_000) + rep, effect, n_sz, n_hc, args.data)
+    prep = (time.perf_counter() - t0) / len(args.data)
+    plan = parse_plan(args.plan)
+    out = {}
+    for data, ds in sets.items():
+        t1 = time.perf_counter()
+        in_a = ds.groups == 0  # group 0 = HC, group 1 = SZ (sorted names)
+        cov = pheno.reindex(ds.subject_ids)
+        nuisance, _ = design_columns({c: cov[c].to_numpy(dtype=object) for c in cov.columns}, list(ds.subject_ids))
+        inputs = input_families(ds, in_a, rep, perms=args.perms, cv_perms=args.cv_perms) if args.inputs else []
+        records = [
+            {**r, "model": "input", "task": "-", "seeds": 0, "wall_s": prep + time.perf_counter() - t1} for r in inputs
+        ]
+        for spec in default_models():
+            if spec.data != data or spec.family not in plan:
+                continue
+            for task, seeds in plan[spec.family].items():
+                records += one_model(spec, task, seeds, ds, in_a, nuisance, rep, args)
+        if not records:  # nothing of this data kind in the plan
+            continue
+        df = pd.DataFrame(records)
+        df["data"], df["effect"], df["n_sz"], df["n_hc"], df["replicate"] = data, effect, n_sz, n_hc, rep
+        for name in PARAMS:
+            df[name] = getattr(args, name)  # merge refuses replicates run with different parameters
+        out[data] = df
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    settings = [parse_setting(s) for s in args.settings.split(",")]
+    plan_tag = args.plan if args.plan in PLANS else "custom-" + hashlib.sha256(args.plan.encode()).hexdigest()[:8]
+    t0 = time.perf_counter()
+    for rep in parse_range(args.replicates):
+        for effect, n_sz, n_hc in settings:
+            tag = setting_tag(effect, n_sz, n_hc)
+            paths = {d: args.out / tag / d / plan_tag / f"r{rep:03d}.parquet" for d in args.data}
+            todo = [d for d, p in paths.items() if not p.exists()]
+            if not todo:
+                continue
+            sub = argparse.Namespace(**{**vars(args), "data": todo})
+            done = one_replicate((effect, n_sz, n_hc), rep, sub)
+            for data, df in done.items():
+                path = paths[data]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")  # shards never share a temporary
+                df.to_parquet(tmp, index=False)
+                tmp.replace(path)
+                walls = df.groupby(["model", "task"])["wall_s"].first().round(1).to_dict()
+                print(f"{tag} {data} r{rep}: {walls} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run replicates (one parquet file each; existing files are skipped)")
+    run.add_argument("--settings", default=ALL_SETTINGS, help=f"effect:n_sz/n_hc,... (default {ALL_SETTINGS})")
+    run.add_argument("--replicates", default="0-9", help="replicate ids, e.g. 0-9 or 0,3,5-7")
+    run.add_argument("--data", type=lambda s: s.split(","), default=["volumes", "timecourses", "spatialmaps"])
+    run.add_argument(
+        "--plan",
+        default="default",
+        help=f"models, tasks and seeds: model[,model]=task[+task]:seeds;... or one of {PLANS}",
+    )
+    run.add_argument("--no-inputs", dest="inputs", action="store_false", help="skip the raw-input families")
+    run.add_argument("--epochs", type=int, default=15, help="epochs (the default study's 15)")
+    run.add_argument("--every", type=int, default=3, help="keep per-subject gradients every k-th epoch")
+    run.add_argument("--perms", type=int, default=999, help="relabelings of the max-t tests")
+    run.add_argument("--group-perms", type=int, default=99, help="relabelings with group spectra recomputed")
+    run.add_argument("--cv-perms", type=int, default=199, help="relabelings of the classifier tests")
+    run.add_argument("--retrain-perms", type=int, default=39, help="retrainings under permuted labels (0: skip)")
+    run.add_argument("--retrain-models", type=lambda s: s.split(","), default=["mlp"])
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--seed-base", type=int, default=10_000, help="cohort seed = seed base + replicate")
+    run.add_argument("--out", type=Path, default=RUNS)
+    mg = sub.add_parser("merge", help="aggregate the replicate files into the calibration tables")
+    mg.add_argument("--runs", type=Path, default=RUNS)
+    mg.add_argument("--out", type=Path, default=RESULTS)
+    mg.add_argument(
+        "--package-table", type=Path, default=None, help="default: src/autospec/stats/calibration_table.json"
+    )
+    args = ap.parse_args(argv)
+    if args.cmd == "run":
+        return cmd_run(args)
+    from calibration_report import merge
+
+    return merge(args.runs, args.out, args.package_table)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from autospec.models.mlp import build_mlp
 from autospec.rundir import RunDir
 
 
-def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0) -> Path:
+def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0, *, kind="test") -> Path:
     """A raw CSV -> prepared .npz with a manifest: group 1's inputs scaled by (1 + effect).
 
     The raw CSV sits beside the .npz (``raw_features.csv``) and is the manifest's input.
@@ -43,7 +43,7 @@ def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0) -> Path:
         subject_ids=[f"sub-{i:03d}" for i in range(len(X))],
         class_names=["neg", "pos"],
         group_names=["HC", "SZ"],
-        meta={"kind": "test"},
+        meta={"kind": kind},
     )
     save_dataset(path, ds)
     write_manifest(
@@ -53,12 +53,19 @@ def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0) -> Path:
     return path
 
 
-def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjects=True) -> Path:
-    """Train a tiny MLP full-batch, recording group and (optionally) per-subject spectra."""
+def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), *, subjects=True, task="classify") -> Path:
+    """Train a tiny MLP full-batch, recording group and (optionally) per-subject spectra.
+
+    ``task="autoencode"``: reconstruct the input (MSE), so the labels never enter the loss.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(dataset)
     torch.manual_seed(seed)
-    model = build_mlp("classify", (ds.X.shape[1],), 2, tuple(hidden), "relu")
+    model = build_mlp(task, (ds.X.shape[1],), 2, tuple(hidden), "relu")
+
+    def loss_fn(out):
+        return F.cross_entropy(out, y) if task == "classify" else F.mse_loss(out, x)
+
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
     x, y, g = torch.from_numpy(ds.X), torch.from_numpy(ds.y), torch.from_numpy(ds.groups)
     rec = SpectralRecorder(model)
@@ -74,22 +81,26 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjec
             if subjects:
                 with srec.record(groups=torch.arange(len(y))) as ssnap:
                     out = model(x)
-                    loss = F.cross_entropy(out, y)
+                    loss = loss_fn(out)
                     loss.backward()
             else:
                 out = model(x)
-                loss = F.cross_entropy(out, y)
+                loss = loss_fn(out)
                 loss.backward()
         sw.write(snap)
         if subjects:
             ssw.write(ssnap)
         opt.step()
-        acc = float((out.argmax(1) == y).float().mean())
+        metric = (
+            {"accuracy": float((out.argmax(1) == y).float().mean())}
+            if task == "classify"
+            else {"recon_error": float((out.detach() - x).norm() / x.norm())}
+        )
         rows.append(
             {
                 "epoch": epoch,
                 "loss": float(loss.detach()),
-                "accuracy": acc,
+                **metric,
                 "wall_s": time.perf_counter() - t0,
                 "recorded": True,
             }
@@ -115,15 +126,14 @@ def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjec
             {
                 "schema": "autospec-run/1",
                 "seed": seed,
-                "config": {
-                    "model": {"family": "mlp", "task": "classify", "hidden": list(hidden), "activation": "relu"}
-                },
+                "config": {"model": {"family": "mlp", "task": task, "hidden": list(hidden), "activation": "relu"}},
                 "dataset": {
                     "path": str(dataset),
+                    "kind": ds.meta.get("kind"),
                     "group_names": ds.group_names.tolist(),
                     "group_sizes": np.bincount(ds.groups).tolist(),
                 },
-                "model": {"family": "mlp", "task": "classify"},
+                "model": {"family": "mlp", "task": task},
             }
         )
     )

@@ -44,7 +44,10 @@ def chain(tmp_path, monkeypatch):
         == 0
     )
     fig = Path("figs") / "spectra.png"
-    spectra_figure({"A": runs[0], "G": runs}, "stats", fig, fig.with_suffix(".pdf"), provenance={"rule": "fig"})
+    # seed tests mark the epochs (the default, the subject-level test, needs per-subject spectra)
+    spectra_figure(
+        {"A": runs[0], "G": runs}, "stats", fig, fig.with_suffix(".pdf"), test="seed_tests", provenance={"rule": "fig"}
+    )
     return {
         "root": tmp_path,
         "raw": Path("data") / "raw_features.csv",

@@ -83,9 +83,11 @@ def test_spectra_figure_has_paper_size_embedded_id_and_full_sidecar(study, tmp_p
     assert data["code"]["package_version"] and "git_commit" in data["code"]
     assert data["software"]["matplotlib"] and data["host"]["hostname"] and data["device"]
     ins = {Path(i["path"]).name: i for i in data["inputs"]}
-    assert "spectra.parquet" in ins and "seed_tests.parquet" in ins  # marks come from the seed tests
     assert ins["spectra.parquet"]["manifest"]["path"].endswith("manifest.json")
-    assert data["params"]["marking_test"].startswith("seed-level")
+    # the default is the recommended test; these runs classify the groups, so it is not valid
+    # inference here: the panel is drawn from its table but nothing is marked, and the caption says why
+    assert "subject_maxt_tests.parquet" in ins and data["params"]["marking_test"] == {"G": "subject_maxt_tests"}
+    assert data["params"]["n_marked"] == 0 and "trained to classify" in data["params"]["panel_notes"]["G"]
     outs = {Path(o["path"]).suffix for o in data["outputs"]}
     assert outs == {".png", ".pdf"}
 
@@ -188,7 +190,8 @@ def test_plot_command_with_custom_sidecar_path(study, tmp_path, capsys, monkeypa
     data = json.loads(side.read_text())
     assert data["wildcards"] == {"model": "mlp", "data": "toy"} and data["params"]["alpha"] == "0.05"
     assert shlex.split(data["command"]) == [sys.executable, "-m", "autospec", *argv]
-    assert data["params"]["marking_test"].startswith("subject-level")
+    assert data["params"]["marking_test"] == {"G": "subject_tests"}
+    assert "not valid inference here" in data["params"]["panel_notes"]["G"]  # asked for explicitly: labelled
     # marks: BH over exactly the tests this figure shows (one panel G: both weights, all epochs)
     t = pd.read_parquet(study["stats"] / "subject_tests.parquet")
     t = t[(t.stat == "grad") & (t.summary == "log_sigma1")]
@@ -205,3 +208,30 @@ def test_a_failed_figure_write_leaves_nothing(study, tmp_path):
     with pytest.raises(ValueError, match=r"\.png or \.pdf"):
         training_curves([study["dirs"][0]], tmp_path / "c.png", tmp_path / "c.svg")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_difference_panel_marks_the_recommended_test_on_its_own_quantity(tmp_path):
+    from autospec.stats import caption
+
+    ds = make_dataset(tmp_path / "d" / "data.npz", n=(16, 16), effect=1.0, kind="volumes")
+    dirs = [make_run(tmp_path / f"ae{s}", ds, seed=s, epochs=4, task="autoencode") for s in range(2)]
+    stats = tmp_path / "stats"
+    argv = ["group-stats", "--spectra", *[str(d / "spectra.parquet") for d in dirs], "--subject-spectra"]
+    assert main([*argv, str(dirs[0] / "subject_spectra.parquet"), "--out", str(stats), "--permutations", "199"]) == 0
+    side = spectra_figure({"A": dirs[0], "G": dirs}, stats, tmp_path / "f.png", None)
+    data = json.loads(side.read_text())
+    assert data["params"]["marking_test"] == {"G": "subject_maxt_tests"}
+    # the caption line is the measured calibration of this test on this data x model x task
+    assert data["params"]["panel_notes"]["G"] == caption("subject_maxt", "volumes", "mlp", "autoencode", effect=1.0)
+    t = pd.read_parquet(stats / "subject_maxt_tests.parquet")
+    t = t[t.summary == "log_nuclear"]
+    assert data["params"]["n_marked"] == int((t["p_fwer"] <= 0.05).sum()) >= 1  # FWER-adjusted, one panel
+    assert data["params"]["n_tests"] == int(t["p_fwer"].notna().sum())
+    with pytest.raises(InputError, match="unknown marking test"):
+        spectra_figure({"G": dirs}, stats, tmp_path / "g.png", None, test="seed_permutation")
+    notes = {}
+    for test in ("paper_step_tests", "seed_tests"):
+        side = spectra_figure({"G": dirs}, stats, tmp_path / f"{test}.png", None, test=test)
+        notes[test] = json.loads(side.read_text())["params"]["panel_notes"]["G"]
+    assert notes["paper_step_tests"].endswith("[paper's test, not valid inference]")
+    assert notes["seed_tests"].endswith("[not valid inference: seeds are not subjects]")

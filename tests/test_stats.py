@@ -31,10 +31,12 @@ from autospec.stats import (
     permutation_pvalues,
     seed_tests,
     spectrum_summaries,
+    subject_features,
+    subject_maxt_tests,
     subject_tests,
     write_calibration,
 )
-from autospec.stats.inference import normalise_by_group_size
+from autospec.stats.summaries import normalise_by_group_size
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +197,16 @@ def test_summaries_and_group_size_normalisation(runs):
     row = s[(s.step == 2) & (s.key == "layers.1.weight") & (s.stat == "grad") & (s.group == 1)].set_index("summary")
     assert row.loc["log_sigma1", "value"] == pytest.approx(np.log(sel.max()))
     assert row.loc["log_nuclear", "value"] == pytest.approx(np.log(sel.sum()))
+    # effective rank: entropy of σ_k / Σσ (rank-one per-subject gradients have 0)
+    share = sel.to_numpy() / sel.sum()
+    share = share[share > 0]
+    assert row.loc["log_erank", "value"] == pytest.approx(-(share * np.log(share)).sum())
     n, norm = normalise_by_group_size(s[s.group >= 0], {0: 12, 1: 20})
     assert norm == "group_size"
     j = s[s.group >= 0].index
     shift = (s.loc[j, "value"] - n["value"]).to_numpy()
     expect = np.where(s.loc[j, "stat"] == "grad", 1.0, 0.5) * np.log(np.where(s.loc[j, "group"] == 0, 12, 20))
+    expect = np.where(s.loc[j, "summary"] == "log_erank", 0.0, expect)  # scale-free: not normalised
     np.testing.assert_allclose(shift, expect)
 
 
@@ -224,7 +231,7 @@ def test_seed_tests_use_one_value_per_seed_and_group(runs):
     ref = st.ttest_ind(vals[0], vals[1], equal_var=False)
     assert row.t == pytest.approx(ref.statistic, rel=1e-9) and row.p_welch == pytest.approx(ref.pvalue, rel=1e-9)
     assert row["diff"] == pytest.approx(np.mean(vals[0]) - np.mean(vals[1]))
-    for summ, fam in res.groupby("summary"):  # one BH family per summary
+    for _summ, fam in res.groupby("summary"):  # one BH family per summary
         np.testing.assert_allclose(fam["q_welch"], bh_adjust(fam["p_welch"].to_numpy()), equal_nan=True)
     with pytest.raises(ValueError, match="at least 2 runs"):
         seed_tests(dfs[:1])
@@ -305,7 +312,8 @@ def _stats_cli(runs, out, *extra):
 def test_group_stats_command_writes_tables_and_manifest(runs, tmp_path, capsys):
     out = tmp_path / "stats"
     assert _stats_cli(runs, out, "--group-names", "ctrl,pat") == 0
-    names = ["paper_step_tests", "paper_index_tests", "seed_tests", "subject_tests"]
+    names = ["paper_step_tests", "paper_index_tests", "seed_tests", "subject_tests", "subject_maxt_tests"]
+    names += ["subject_cv_test"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{n}.{e}" for n in names for e in ("tsv", "parquet")] + ["manifest.json"]
     )
@@ -393,3 +401,97 @@ def test_subjects_table_with_group_ids_or_unknown_names(runs, tmp_path, capsys):
     assert main([*argv, "--subjects", str(tmp_path / "odd.tsv"), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "odd.tsv" in err and "patient" in err and err.count("\n") == 1
+
+
+def test_group_stats_adjusts_for_covariates_and_names_a_missing_one(runs, tmp_path, capsys):
+    d = runs["dirs"][0]
+    sub = pd.read_csv(d / "subjects.tsv", sep="\t")
+    rng = np.random.default_rng(0)
+    sub["age"] = rng.integers(20, 60, len(sub))
+    sub["sex"] = rng.choice(["F", "M"], len(sub))
+    sub.to_csv(tmp_path / "cov.tsv", sep="\t", index=False)
+    argv = [
+        "group-stats",
+        "--spectra",
+        str(d / "spectra.parquet"),
+        "--subject-spectra",
+        str(d / "subject_spectra.parquet"),
+        "--permutations",
+        "99",
+    ]
+    assert main([*argv, "--subjects", str(tmp_path / "cov.tsv"), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "trained to classify" in err and "not valid inference" in err  # these runs classify the groups
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert man["params"]["covariates"] == ["age", "sex"] and man["params"]["subject_tests_valid"] is False
+    mt = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert (mt["covariates"] == "age,sex").all() and mt["statistic"].str.contains("Freedman").all()
+    assert not mt["valid_inference"].any()
+    st_ = pd.read_parquet(tmp_path / "o" / "subject_tests.parquet")
+    assert st_["normalisation"].str.startswith("covariates: age,sex").all()
+    assert main([*argv, "--subjects", str(tmp_path / "cov.tsv"), "--no-covariates", "--out", str(tmp_path / "o2")]) == 0
+    assert json.loads((tmp_path / "o2" / "manifest.json").read_text())["params"]["covariates"] == []
+    capsys.readouterr()
+    sub.loc[3, "age"] = np.nan
+    sub.to_csv(tmp_path / "missing.tsv", sep="\t", index=False)
+    assert main([*argv, "--subjects", str(tmp_path / "missing.tsv"), "--out", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"subject {sub.loc[3, 'subject_id']}: covariate 'age' is missing" in err
+    assert "missing.tsv" in err and not (tmp_path / "o3").exists()
+    assert (
+        main([*argv, "--subjects", str(tmp_path / "cov.tsv"), "--covariates", "motion", "--out", str(tmp_path / "o4")])
+        == 2
+    )
+    assert "no covariate column(s) ['motion']" in capsys.readouterr().err
+
+
+def test_subject_tests_of_an_autoencoder_are_valid_inference(tmp_path):
+    ds = make_dataset(tmp_path / "d" / "data.npz", n=(16, 16), effect=1.0)
+    run = make_run(tmp_path / "ae", ds, seed=0, task="autoencode")
+    argv = ["group-stats", "--spectra", str(run / "spectra.parquet"), "--subject-spectra"]
+    assert (
+        main([*argv, str(run / "subject_spectra.parquet"), "--out", str(tmp_path / "o"), "--permutations", "199"]) == 0
+    )
+    mt = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert mt["valid_inference"].all() and mt["p_global"].iloc[0] < 0.05  # group 1's inputs are twice as large
+    cv = pd.read_parquet(tmp_path / "o" / "subject_cv_test.parquet")
+    assert cv["balanced_accuracy"].iloc[0] > 0.7 and cv["p_perm"].iloc[0] < 0.05
+
+
+def test_subject_tests_use_the_training_split_only(runs, tmp_path):
+    d = runs["dirs"][0]
+    sub = pd.read_csv(d / "subjects.tsv", sep="\t")
+    sub["split"] = np.where(np.arange(len(sub)) % 4 == 0, "test", "train")  # 6 of 24 held out
+    sub.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    argv = ["group-stats", "--spectra", str(d / "spectra.parquet"), "--subject-spectra"]
+    argv += [str(d / "subject_spectra.parquet"), "--subjects", str(tmp_path / "split.tsv"), "--permutations", "9"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert man["params"]["subjects_tested"] == "train split" and man["params"]["covariates"] == []
+    mt = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert (mt["n_a"] + mt["n_b"] == 18).all()
+
+
+def test_subject_spectra_of_several_seeds_are_averaged_per_subject(tmp_path):
+    ds = make_dataset(tmp_path / "d" / "data.npz", n=(14, 14), effect=0.5)
+    runs = [make_run(tmp_path / f"ae{s}", ds, seed=s, task="autoencode") for s in range(2)]
+    one = subject_maxt_tests(
+        pd.read_parquet(runs[0] / "subject_spectra.parquet"), _subject_groups(runs[0]), n_resamples=9
+    )
+    both = subject_maxt_tests(
+        [pd.read_parquet(r / "subject_spectra.parquet") for r in runs], _subject_groups(runs[0]), n_resamples=9
+    )
+    assert set(one["family"]) == {"subject_maxt"} and set(both["family"]) == {"subject_maxt_seedavg"}
+    assert (both["n_seeds"] == 2).all()
+    frames = [pd.read_parquet(r / "subject_spectra.parquet") for r in runs]
+    means = [
+        np.log(f[(f.step == 2) & (f.key == "layers.0.weight") & (f.group == 3)].value.sum()) for f in frames
+    ]  # subject 3's log nuclear norm in each seed's network
+    W, _ = subject_features(frames, _subject_groups(runs[0]))
+    assert W.loc[3, ("log_nuclear", "layers.0.weight", 2)] == pytest.approx(np.mean(means))
+    argv = ["group-stats", "--spectra", str(runs[0] / "spectra.parquet"), "--permutations", "9"]
+    argv += ["--subject-spectra", *[str(r / "subject_spectra.parquet") for r in runs], "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    t = pd.read_parquet(tmp_path / "o" / "subject_maxt_tests.parquet")
+    assert set(t["family"]) == {"subject_maxt_seedavg"}
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["params"]["subject_spectra_seeds"] == 2

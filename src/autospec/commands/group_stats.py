@@ -6,13 +6,23 @@ Writes, into ``--out DIR``, all-or-nothing:
   one block per run (column ``run``);
 - ``seed_tests`` (with two or more runs, read as seeds of one configuration): Welch t,
   permutation test, Hedges' g and BH q-values across seeds;
-- ``subject_tests`` (with ``--subject-spectra``): the same across subjects;
+- with ``--subject-spectra``: ``subject_maxt_tests`` (the recommended test: max-|t| permutation
+  over every weight × epoch × summary, FWER-adjusted p per cell and one global p),
+  ``subject_cv_test`` (cross-validated classifier on the per-subject features) and
+  ``subject_tests`` (per-cell Welch/permutation, BH q-values); adjusted for the covariate columns
+  of ``subjects.tsv`` (Freedman–Lane) unless ``--no-covariates``;
 - ``manifest.json``: inputs with sha256, parameters, versions, and every output's sha256.
+
+Subject-level tests are valid inference only for networks trained without the group labels
+(auto-encoding): when the run's task is ``classify`` a warning says so and the tables carry
+``valid_inference = False`` (see docs/statistics.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +31,7 @@ from ..errors import InputError
 from ..rundir import (
     RunDir,
     load_spectra,
+    read_run_json,
     read_subjects,
     resolve_group_names,
     run_group_names,
@@ -63,9 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subject-spectra",
         type=Path,
+        nargs="+",
         default=None,
         metavar="F",
-        help="per-subject spectra (group column = sample index) for subject-level tests",
+        help="per-subject spectra (group column = sample index) for subject-level tests; several files "
+        "(one per seed of the same configuration, same subjects) are averaged per subject",
     )
     parser.add_argument(
         "--subjects",
@@ -101,6 +114,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="label permutations per test (0 = skip; exact enumeration when fewer splits exist)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    parser.add_argument(
+        "--covariates",
+        default=None,
+        metavar="A,B,...",
+        help="subjects.tsv columns to adjust the subject-level tests for (default: every column "
+        "other than index, subject_id, group, class, split)",
+    )
+    parser.add_argument("--no-covariates", action="store_true", help="do not adjust for covariates")
 
 
 def _write_tables(out: Path, tables: dict[str, pd.DataFrame], inputs: list[Path], params: dict) -> list[Path]:
@@ -120,8 +141,119 @@ def _write_tables(out: Path, tables: dict[str, pd.DataFrame], inputs: list[Path]
     return paths + [man_path]
 
 
+def _meta(run_dir: Path, key: str) -> object:
+    """First value of ``key`` anywhere in the run's run.json (None if absent)."""
+
+    def find(d: object) -> object:
+        if isinstance(d, dict):
+            if key in d:
+                return d[key]
+            for v in d.values():
+                found = find(v)
+                if found is not None:
+                    return found
+        return None
+
+    return find(read_run_json(run_dir))
+
+
+def _seed_sizes(args: argparse.Namespace, run_dirs: list[Path], names: dict[int, str]) -> tuple[dict[int, int], str]:
+    """Group sizes for the seed tests' size normalisation, and why (none when matched or switched off)."""
+    if _meta(run_dirs[0], "group_sampling") == "matched":
+        return {}, "matched"  # equal-size subsets per group: nothing to normalise
+    if args.no_size_normalisation:
+        return {}, "none"
+    if args.group_sizes:
+        try:
+            return dict(enumerate(int(s) for s in args.group_sizes.split(","))), "group_size"
+        except ValueError:
+            raise InputError(f"--group-sizes: expected integers like 75,72, got {args.group_sizes!r}") from None
+    sizes = run_group_sizes(run_dirs[0], names)
+    return sizes, "group_size" if sizes else "none"
+
+
+def _covariates(args: argparse.Namespace, subj: pd.DataFrame, path: Path) -> pd.DataFrame | None:
+    """Covariate columns of subjects.tsv (indexed by sample index, with subject_id for messages)."""
+    from ..stats import covariate_columns
+
+    if args.no_covariates:
+        return None
+    available = covariate_columns(subj)
+    wanted = [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates else available
+    missing = [c for c in wanted if c not in subj.columns]
+    if missing:
+        raise InputError(f"{path}: no covariate column(s) {missing}; the table has {available or 'none'}")
+    if not wanted:
+        return None
+    cols = (["subject_id"] if "subject_id" in subj.columns else []) + wanted
+    return subj.set_index("index")[cols]
+
+
+def _training_subjects(table: pd.DataFrame, sdf: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """With a ``split`` column, the subjects the network was trained on (the spectra's own subjects).
+
+    Held-out subjects' gradients come from a network that never saw them: they are not
+    exchangeable with the training subjects', so the tests use one kind only — the training
+    subjects (``split == train``) when the spectra hold any of them, else every subject recorded.
+    """
+    if "split" not in table.columns:
+        return table, "all"
+    train = table["split"].astype(str).str.lower() == "train"
+    recorded = table["index"].isin(sdf.loc[sdf["group"] >= 0, "group"].unique())
+    if (train & recorded).any():
+        return table[train & recorded], "train split"
+    return table[recorded], "recorded subjects"
+
+
+def _subject_tables(
+    args: argparse.Namespace, names: dict[int, str]
+) -> tuple[dict[str, pd.DataFrame], list[Path], dict]:
+    from ..stats import subject_cv_test, subject_maxt_tests, subject_tests
+
+    first = args.subject_spectra[0]
+    subj_path = args.subjects or RunDir(first.parent).subjects
+    if not subj_path.is_file():
+        raise InputError(f"{subj_path}: subjects table not found (needed for --subject-spectra)")
+    # subjects.tsv names groups as the dataset does (run.json); --group-names may rename them
+    known = {**names, **run_group_names(first.parent)}
+    table = read_subjects(subj_path)
+    sdfs = [load_spectra(p) for p in args.subject_spectra]
+    table, used_split = _training_subjects(table, sdfs[0])
+    sdfs = [d[d["group"].isin(table["index"])] for d in sdfs]
+    sdf = sdfs[0] if len(sdfs) == 1 else sdfs
+    groups = subject_group_ids(table, known, subj_path)
+    cov = _covariates(args, table, subj_path)
+    task = _meta(first.parent, "task")
+    valid = task != "classify"
+    tables: dict[str, pd.DataFrame] = {}
+    try:
+        tables["subject_maxt_tests"] = subject_maxt_tests(
+            sdf, groups, names, args.permutations, args.seed, covariates=cov
+        )
+        tables["subject_cv_test"] = subject_cv_test(sdf, groups, names, min(args.permutations, 999), args.seed)
+        tables["subject_tests"] = subject_tests(sdf, groups, names, args.permutations, args.seed, covariates=cov)
+    except ValueError as err:
+        raise InputError(f"{subj_path if 'covariate' in str(err) else first}: {err}") from None
+    for t in tables.values():
+        t["valid_inference"] = valid
+    if not valid:
+        print(
+            f"warning: {first}: the network was trained to classify; its per-subject gradients "
+            "depend on the labels, so the subject-level tests are not valid inference (docs/statistics.md)",
+            file=sys.stderr,
+        )
+    params = {
+        "task": task,
+        "subject_tests_valid": valid,
+        "subjects_tested": used_split,
+        "covariates": [c for c in (cov.columns if cov is not None else []) if c != "subject_id"],
+    }
+    params["subject_spectra_seeds"] = len(sdfs)
+    return tables, [*args.subject_spectra, subj_path], params
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..stats import paper_index_tests, paper_step_tests, seed_tests, subject_tests
+    from ..stats import paper_index_tests, paper_step_tests, seed_tests
 
     if args.permutations < 0:
         raise InputError(f"--permutations must be >= 0, got {args.permutations}")
@@ -144,33 +276,21 @@ def run(args: argparse.Namespace) -> int:
         tables[name] = pd.concat(parts, ignore_index=True)
 
     sizes: dict[int, int] = {}
+    normalisation = "none"
     if len(runs) >= 2:
-        if not args.no_size_normalisation:
-            if args.group_sizes:
-                try:
-                    sizes = dict(enumerate(int(s) for s in args.group_sizes.split(",")))
-                except ValueError:
-                    raise InputError(f"--group-sizes: expected integers like 75,72, got {args.group_sizes!r}") from None
-            else:
-                sizes = run_group_sizes(run_dirs[0], names)
+        sizes, normalisation = _seed_sizes(args, run_dirs, names)
         try:
             tables["seed_tests"] = seed_tests(runs, names, sizes or None, args.permutations, args.seed)
         except ValueError as err:
             raise InputError(f"--spectra: {err}") from None
+        if normalisation == "matched":
+            tables["seed_tests"]["normalisation"] = "matched"
 
+    extra: dict = {}
     if args.subject_spectra is not None:
-        subj_path = args.subjects or RunDir(args.subject_spectra.parent).subjects
-        if not subj_path.is_file():
-            raise InputError(f"{subj_path}: subjects table not found (needed for --subject-spectra)")
-        # subjects.tsv names groups as the dataset does (run.json); --group-names may rename them
-        known = {**names, **run_group_names(args.subject_spectra.parent)}
-        subj = subject_group_ids(read_subjects(subj_path), known, subj_path)
-        sdf = load_spectra(args.subject_spectra)
-        try:
-            tables["subject_tests"] = subject_tests(sdf, subj, names, args.permutations, args.seed)
-        except ValueError as err:
-            raise InputError(f"{args.subject_spectra}: {err}") from None
-        inputs += [args.subject_spectra, subj_path]
+        subject, used, extra = _subject_tables(args, names)
+        tables.update(subject)
+        inputs += used
 
     params = {
         "group_names": names,
@@ -178,8 +298,9 @@ def run(args: argparse.Namespace) -> int:
         "permutations": args.permutations,
         "seed": args.seed,
         "n_runs": len(runs),
-        "size_normalisation": bool(sizes),
-        "fdr": "Benjamini-Hochberg per (table, summary)",
+        "size_normalisation": normalisation,
+        "fdr": "Benjamini-Hochberg per (table, summary); subject_maxt_tests: FWER by max-|t| permutation",
+        **extra,
     }
     for p in _write_tables(args.out, tables, inputs, params):
         print(p)

@@ -51,12 +51,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diff-panels", default="G,H", metavar="G,H", help="spectra: labels drawn as group-difference panels"
     )
-    parser.add_argument("--summary", default="log_nuclear", choices=("log_nuclear", "log_sigma1"))
+    parser.add_argument("--summary", default="log_nuclear", choices=("log_nuclear", "log_sigma1", "log_erank"))
     parser.add_argument(
         "--test",
         default=None,
-        choices=("seed_tests", "subject_tests", "paper_step_tests"),
-        help="spectra: which tests mark epochs (default: the best available)",
+        choices=("subject_maxt_tests", "subject_tests", "seed_tests", "paper_step_tests"),
+        help="spectra: which test marks epochs (default: the recommended subject-level max-|t| test, "
+        "where it is valid inference; otherwise no markers)",
+    )
+    parser.add_argument(
+        "--effect",
+        type=float,
+        default=1.0,
+        metavar="E",
+        help="spectra: planted effect whose measured power the caption quotes (default 1, the demo cohort's)",
     )
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--group-names", default=None, metavar="A,B,...")
@@ -83,6 +91,34 @@ def _labelled(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _spectra(args: argparse.Namespace, common: dict) -> Path:
+    from .. import figures
+    from .group_stats import parse_group_names
+
+    if not args.panel:
+        raise InputError("--kind spectra needs at least one --panel LABEL=DIR")
+    panels = {k: [Path(p) for p in v.split(":")] for k, v in _labelled(args.panel, "--panel").items()}
+    diff_labels = [s.strip() for s in args.diff_panels.split(",") if s.strip()]
+    plain = [s for s in args.stats if "=" not in s]
+    if len(plain) > 1:
+        raise InputError("--stats: give one unlabelled DIR (for all difference panels) or LABEL=DIR")
+    stats = {lab: Path(plain[0]) for lab in diff_labels} if plain else {}
+    stats.update({k: Path(v) for k, v in _labelled([s for s in args.stats if "=" in s], "--stats").items()})
+    return figures.spectra_figure(
+        panels,
+        stats or None,
+        args.out_png,
+        args.out_pdf,
+        diff_labels=diff_labels,
+        summary=args.summary,
+        test=args.test,
+        alpha=args.alpha,
+        effect=args.effect,
+        group_names=parse_group_names(args.group_names),
+        **common,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..provenance.sidecar import current_command
     from .group_stats import parse_group_names, parse_mapping
@@ -102,27 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import figures
 
     if args.kind == "spectra":
-        if not args.panel:
-            raise InputError("--kind spectra needs at least one --panel LABEL=DIR")
-        panels = {k: [Path(p) for p in v.split(":")] for k, v in _labelled(args.panel, "--panel").items()}
-        diff_labels = [s.strip() for s in args.diff_panels.split(",") if s.strip()]
-        plain = [s for s in args.stats if "=" not in s]
-        if len(plain) > 1:
-            raise InputError("--stats: give one unlabelled DIR (for all difference panels) or LABEL=DIR")
-        stats = {lab: Path(plain[0]) for lab in diff_labels} if plain else {}
-        stats.update({k: Path(v) for k, v in _labelled([s for s in args.stats if "=" in s], "--stats").items()})
-        side = figures.spectra_figure(
-            panels,
-            stats or None,
-            args.out_png,
-            args.out_pdf,
-            diff_labels=diff_labels,
-            summary=args.summary,
-            test=args.test,
-            alpha=args.alpha,
-            group_names=parse_group_names(args.group_names),
-            **common,
-        )
+        side = _spectra(args, common)
     elif args.kind == "triptych":
         if len(args.run) != 1 or args.key is None:
             raise InputError("--kind triptych needs one --run DIR and --key")

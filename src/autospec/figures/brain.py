@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..provenance.sidecar import build_sidecar, save_figure
-from .spectra_figure import _prov
+from .sidecar_fields import provenance_fields
 from .style import BRAIN_CMAP, DIVERGING_CMAP, new_figure, paper_style
 
 
@@ -134,7 +134,7 @@ def brain_maps(
                 "threshold_percentile": threshold_percentile,
                 "thresholds": {r["name"]: r["threshold"] for r in rows},
             }
-            side = build_sidecar("brain", used, **_prov(provenance, params))
+            side = build_sidecar("brain", used, **provenance_fields(provenance, params))
             return save_figure(fig, out_png, out_pdf, side, sidecar_path)
     finally:
         gc.unfreeze()

@@ -2,15 +2,17 @@
 
 ``spectra_figure``: one (data set, model) as in the seed paper's figures. Trajectory panels
 (by default every label but G and H) show, for each recorded weight, log₁₀ σ(G) of the whole
-batch as a heat map of singular-value index × epoch. Group-difference panels (G, H by default)
-show per weight the between-group difference of a spectrum summary over epochs (mean over the
-panel's runs/seeds, ±1.96 Welch SE when there are several), with the epochs whose test is
-significant after Benjamini–Hochberg across *all* tests marked in this figure.
+batch as a heat map of singular-value index × epoch; values beyond the numerical rank
+(``rank_zero``) are empty cells. Group-difference panels (G, H by default) show per weight the
+quantity the marking test tests, over epochs, with its 95 % band and the epochs the test rejects
+marked on that same curve (see :mod:`.difference`); the caption names each panel's test and
+quotes its measured false-positive rate and power from the package's calibration table.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,18 +23,13 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputError
 from ..provenance.sidecar import build_sidecar, save_figure
+from .difference import PanelTest, apply_marks, choose, descriptive, draw
+from .sidecar_fields import provenance_fields
 from .style import HEATMAP_CMAP, OKABE_ITO, new_figure, panel_label, paper_style, short_key
 
 DIFF_LABELS = ("G", "H")
-SUMMARY_LABEL = {"log_sigma1": "log σ₁", "log_nuclear": "log Σσ"}
-#: marking tests, best first: table stem, p column, legend text
-MARK_TESTS = (
-    ("seed_tests", "p_perm", "seed-level permutation test"),
-    ("seed_tests", "p_welch", "seed-level Welch t-test"),
-    ("subject_tests", "p_perm", "subject-level permutation test"),
-    ("subject_tests", "p_welch", "subject-level Welch t-test"),
-    ("paper_step_tests", "p", "paper's t-test, σ as samples (NOT valid inference)"),
-)
+#: ``test`` choices of :func:`spectra_figure` (group-stats table stems); None = the recommended one
+MARKING_CHOICES = ("subject_maxt_tests", "subject_tests", "seed_tests", "paper_step_tests")
 
 
 def _dirs(value) -> list[Path]:
@@ -82,6 +79,8 @@ def _matrix(df: pd.DataFrame, key: str, stat: str, group: int) -> tuple[np.ndarr
     sel = df[(df["key"] == key) & (df["stat"] == stat) & (df["group"] == group)]
     if sel.empty:
         raise InputError(f"no {stat} spectra of {key!r} for group {group} in the spectra file")
+    if "rank_zero" in sel:  # beyond the numerical rank: no data, an empty cell
+        sel = sel.assign(value=sel["value"].where(~sel["rank_zero"].fillna(False).astype(bool)))
     z = sel.pivot_table(index="index", columns="step", values="value", aggfunc="first", dropna=False)
     return z.columns.to_numpy(), z.index.to_numpy(), z.to_numpy(dtype=float)
 
@@ -128,54 +127,6 @@ def _heatmap(ax, steps, idx, z, norm):
     return m
 
 
-def _group_diffs(dfs: list[pd.DataFrame], summary: str, sizes: dict[int, int] | None) -> pd.DataFrame:
-    """Per (key, step, pair): mean over runs of summary_a − summary_b and its Welch SE."""
-    from ..stats.inference import _pairs, normalise_by_group_size, spectrum_summaries
-
-    rows = []
-    for i, df in enumerate(dfs):
-        s = spectrum_summaries(df[(df["stat"] == "grad") & (df["group"] >= 0)])
-        s, _ = normalise_by_group_size(s[s["summary"] == summary], sizes)
-        s["run"] = i
-        rows.append(s)
-    s = pd.concat(rows, ignore_index=True)
-    w = s.pivot_table(index=["key", "step", "run"], columns="group", values="value", dropna=False)
-    out = []
-    for a, b in _pairs(w.columns):
-        d = (w[a] - w[b]).rename("d").reset_index()
-        agg = d.groupby(["key", "step"])["d"].agg(["mean", "std", "count"]).reset_index()
-        ga = w[a].groupby(["key", "step"]).agg(["var", "count"])
-        gb = w[b].groupby(["key", "step"]).agg(["var", "count"])
-        se = np.sqrt(ga["var"] / ga["count"] + gb["var"] / gb["count"]).rename("se").reset_index()
-        agg = agg.merge(se, on=["key", "step"])
-        agg["group_a"], agg["group_b"] = a, b
-        out.append(agg)
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
-
-
-def _marks(stats_dir: Path | None, used: list[Path], summary: str, test: str | None):
-    """(table rows with p, legend text) of the best available marking test, or (None, None)."""
-    if stats_dir is None:
-        return None, None
-    for stem, col, text in MARK_TESTS:
-        if test is not None and stem != test:
-            continue
-        p = Path(stats_dir) / f"{stem}.parquet"
-        if not p.is_file():
-            continue
-        t = pd.read_parquet(p)
-        if col not in t or not np.isfinite(t[col].to_numpy(dtype=float)).any():
-            continue
-        sel = t[t["stat"] == "grad"]
-        if "summary" in sel:
-            sel = sel[sel["summary"] == summary]
-        if "run" in sel:
-            sel = sel[sel["run"] == 0]
-        used.append(p)
-        return sel.rename(columns={col: "p_mark"})[["key", "step", "group_a", "group_b", "p_mark"]], text
-    return None, None
-
-
 def spectra_figure(
     run_dirs_by_panel: Mapping[str, os.PathLike | str | Sequence[os.PathLike | str] | None],
     stats_dir: os.PathLike | str | Mapping[str, os.PathLike | str] | None,
@@ -186,6 +137,7 @@ def spectra_figure(
     summary: str = "log_nuclear",
     test: str | None = None,
     alpha: float = 0.05,
+    effect: float = 1.0,
     group_names: Mapping[int, str] | None = None,
     provenance: Mapping[str, Any] | None = None,
     sidecar_path: os.PathLike | str | None = None,
@@ -195,10 +147,14 @@ def spectra_figure(
     ``run_dirs_by_panel`` maps a panel label to a run directory (or a list of seed runs);
     labels mapped to None or a missing directory are skipped. ``stats_dir`` is one
     ``group-stats`` output directory for every difference panel or a mapping label -> directory.
+    ``test`` picks the marking test (one of :data:`MARKING_CHOICES`); None = the recommended
+    one, drawn only where it is valid inference. ``effect`` is the planted effect whose measured
+    power the caption quotes.
     """
-    from ..rundir import RunDir, resolve_group_names, run_group_sizes
-    from ..stats.multiple import bh_adjust
+    from ..rundir import RunDir
 
+    if test is not None and test not in MARKING_CHOICES:
+        raise InputError(f"spectra figure: unknown marking test {test!r}; choose one of {', '.join(MARKING_CHOICES)}")
     panels = {}
     for label, v in sorted(run_dirs_by_panel.items()):
         dirs = _dirs(v) if v is not None else []
@@ -211,28 +167,15 @@ def spectra_figure(
     data = {
         lab: [_spectra(d, used) for d in (dirs if lab in diff_labels else dirs[:1])] for lab, dirs in panels.items()
     }
-    keys = {lab: [k for k in dict.fromkeys(dfs[0]["key"])] for lab, dfs in data.items()}
-
-    diffs, marks, legend = {}, [], None
-    for lab in (lab for lab in panels if lab in diff_labels):
-        ids = sorted({int(g) for g in data[lab][0]["group"].unique()})
-        names = resolve_group_names(dict(group_names or {}), panels[lab], ids)
-        sizes = run_group_sizes(panels[lab][0], names) or None
-        diffs[lab] = (_group_diffs(data[lab], summary, sizes), names)
-        sd = stats_dir.get(lab) if isinstance(stats_dir, Mapping) else stats_dir
-        m, text = _marks(Path(sd) if sd else None, used, summary, test)
-        if m is not None:
-            legend = legend or text
-            marks.append(m.assign(panel=lab))
-    allmarks = pd.concat(marks, ignore_index=True) if marks else None
-    if allmarks is not None:  # BH across every test this figure shows
-        allmarks["q"] = bh_adjust(allmarks["p_mark"].to_numpy(dtype=float))
+    keys = {lab: list(dict.fromkeys(dfs[0]["key"])) for lab, dfs in data.items()}
+    diffs = _difference_panels(panels, data, stats_dir, diff_labels, summary, test, effect, group_names, used)
+    counts = apply_marks({lab: pt for lab, (pt, _) in diffs.items()}, alpha)
 
     ncols = min(4 if len(panels) > 6 else 3, len(panels))
     nrows = -(-len(panels) // ncols)
     layers = max(len(k) for k in keys.values())
     with paper_style():
-        fig = new_figure(height_in=nrows * (0.75 * layers + 0.75) + 0.3)
+        fig = new_figure(height_in=nrows * (0.75 * layers + 0.75) + 0.3 + 0.25 * len(diffs))
         grid = fig.add_gridspec(nrows, ncols)
         for i, (lab, dfs) in enumerate(data.items()):
             sub = grid[i // ncols, i % ncols].subgridspec(len(keys[lab]), 1)
@@ -241,77 +184,82 @@ def spectra_figure(
                 ax.sharex(axes[0])
             panel_label(axes[0], lab, run_title(panels[lab][0]))
             if lab in diffs:
-                _draw_diff(axes, keys[lab], *diffs[lab], allmarks, lab, alpha, summary)
+                draw(axes, keys[lab], *diffs[lab])
             else:
-                mats = [_matrix(dfs[0], key, "grad", -1) for key in keys[lab]]
-                mats = [(st, ix, _mask_zeros(z)) for st, ix, z in mats]
-                norm = _lognorm(np.concatenate([z.ravel() for _, _, z in mats]))
-                for ax, key, (steps, idx, z) in zip(axes, keys[lab], mats):
-                    m = _heatmap(ax, steps, idx, z, norm)
-                    ax.set_ylabel(f"{short_key(key)}\nindex")
-                if norm is not None:
-                    _colorbar(fig, m, axes, "σ(G)")
+                _draw_heatmaps(fig, axes, keys[lab], dfs[0])
             for ax in axes[:-1]:
                 ax.tick_params(labelbottom=False)
             axes[-1].xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
             axes[-1].set_xlabel("epoch")
         if diffs:
-            n = 0 if allmarks is None else int(np.isfinite(allmarks["q"]).sum())
-            lines = (
-                f"Difference panels: {SUMMARY_LABEL.get(summary, summary)} of the group spectra σ(G_g), "
-                "mean over the panel's runs (band: ±1.96 SE across runs).\n"
-            )
-            note = lines + (
-                f"Markers: epochs with BH-FDR q ≤ {alpha:g} over all {n} tests in this figure ({legend})."
-                if allmarks is not None
-                else "No group tests given: no epochs marked."
-            )
-            fig.supxlabel(note, fontsize=6)
+            fig.supxlabel(_caption(diffs, counts, alpha), fontsize=5.5, ha="left", x=0.01)
         params = {
             "panels": {k: [str(d) for d in v] for k, v in panels.items()},
             "summary": summary,
             "alpha": alpha,
-            "marking_test": legend,
+            "effect_for_power": effect,
+            "marking_test": {lab: pt.stem for lab, (pt, _) in diffs.items()},
+            "panel_notes": {lab: pt.note for lab, (pt, _) in diffs.items()},
             "diff_labels": list(diff_labels),
-            "n_tests": 0 if allmarks is None else int(np.isfinite(allmarks["q"]).sum()),
-            "n_marked": 0 if allmarks is None else int((allmarks["q"] <= alpha).sum()),
+            **counts,
         }
-        side = build_sidecar("spectra", used, **_prov(provenance, params))
+        side = build_sidecar("spectra", used, **provenance_fields(provenance, params))
         return save_figure(fig, out_png, out_pdf, side, sidecar_path)
 
 
-def _prov(provenance: Mapping[str, Any] | None, params: dict) -> dict[str, Any]:
-    p = dict(provenance or {})
-    p["params"] = {**params, **dict(p.get("params") or {})}
-    return {k: p.get(k) for k in ("rule", "wildcards", "params", "command", "config", "device")}
+def _difference_panels(  # noqa: PLR0917
+    panels: Mapping[str, list[Path]],
+    data: Mapping[str, list[pd.DataFrame]],
+    stats_dir: os.PathLike | str | Mapping[str, os.PathLike | str] | None,
+    diff_labels: Sequence[str],
+    summary: str,
+    test: str | None,
+    effect: float,
+    group_names: Mapping[int, str] | None,
+    used: list[Path],
+) -> dict[str, tuple[PanelTest, dict[int, str]]]:
+    """Per difference panel: what it draws (the marking test's quantity, or a descriptive curve) and group names."""
+    from ..rundir import read_run_json, resolve_group_names, run_group_sizes
+
+    out = {}
+    for lab in (lab for lab in panels if lab in diff_labels):
+        ids = sorted({int(g) for g in data[lab][0]["group"].unique()})
+        names = resolve_group_names(dict(group_names or {}), panels[lab], ids)
+        meta = read_run_json(panels[lab][0])
+        where = (meta.get("dataset", {}).get("kind"), _find(meta, "family"), _find(meta, "task"))
+        sd = stats_dir.get(lab) if isinstance(stats_dir, Mapping) else stats_dir
+        pt = choose(Path(sd) if sd else None, test, summary, where=where, effect=effect, used=used)
+        if pt is None:
+            sizes = run_group_sizes(panels[lab][0], names) or None
+            note = "no test given: mean over the panel's runs of the size-normalised group-spectrum difference (±1.96 SE), no markers"
+            pt = PanelTest(descriptive(data[lab], summary, sizes), None, "none", note, "Δ " + summary)
+        out[lab] = (pt, names)
+    return out
 
 
-def _draw_diff(axes, keys, diffs: pd.DataFrame, names, allmarks, lab, alpha, summary):
-    pairs = diffs[["group_a", "group_b"]].drop_duplicates().itertuples(index=False) if len(diffs) else []
-    pairs = list(pairs)
-    for ax, key in zip(axes, keys):
-        ax.axhline(0, color="0.6", lw=0.5)
-        for c, (a, b) in enumerate(pairs):
-            d = diffs[(diffs["key"] == key) & (diffs["group_a"] == a) & (diffs["group_b"] == b)].sort_values("step")
-            color = OKABE_ITO[(c + 4) % len(OKABE_ITO)]
-            ax.plot(d["step"], d["mean"], color=color, label=f"{names.get(a, a)} − {names.get(b, b)}")
-            if np.isfinite(d["se"]).any():
-                ax.fill_between(
-                    d["step"], d["mean"] - 1.96 * d["se"], d["mean"] + 1.96 * d["se"], color=color, alpha=0.25, lw=0
-                )
-            if allmarks is not None:
-                m = allmarks[
-                    (allmarks["panel"] == lab)
-                    & (allmarks["key"] == key)
-                    & (allmarks["group_a"] == a)
-                    & (allmarks["group_b"] == b)
-                    & (allmarks["q"] <= alpha)
-                ]
-                hit = d[d["step"].isin(m["step"])]
-                ax.plot(hit["step"], hit["mean"], ls="none", marker="v", ms=2.5, color="black")
-        ax.set_ylabel(f"{short_key(key)}\nΔ {SUMMARY_LABEL.get(summary, summary)}")
-    if pairs:
-        axes[0].legend(loc="best", frameon=False)
+def _caption(diffs: Mapping[str, tuple[PanelTest, dict[int, str]]], counts: Mapping[str, Any], alpha: float) -> str:
+    lines = [f"{lab}: {pt.note}" for lab, (pt, _) in diffs.items()]
+    kinds = {pt.adjust for pt, _ in diffs.values()}
+    if "fwer" in kinds:
+        lines.append(
+            f"▼: FWER-adjusted p ≤ {counts['fwer_level_per_panel']:.3g} (α = {alpha:g}, Bonferroni over marked panels; "
+            "family: every weight × epoch × summary of the panel)."
+        )
+    if "bh" in kinds:
+        lines.append(f"▼: BH-FDR q ≤ {alpha:g} over the figure's {counts['n_tests']} tests.")
+    return "\n".join(textwrap.fill(line, 175) for line in lines)
+
+
+def _draw_heatmaps(fig: Any, axes: Sequence[Any], keys: Sequence[str], df: pd.DataFrame) -> None:
+    mats = [_matrix(df, key, "grad", -1) for key in keys]
+    mats = [(st, ix, _mask_zeros(z)) for st, ix, z in mats]
+    norm = _lognorm(np.concatenate([z.ravel() for _, _, z in mats]))
+    m = None
+    for ax, key, (steps, idx, z) in zip(axes, keys, mats):
+        m = _heatmap(ax, steps, idx, z, norm)
+        ax.set_ylabel(f"{short_key(key)}\nindex")
+    if norm is not None and m is not None:
+        _colorbar(fig, m, axes, "σ(G)")
 
 
 # --------------------------------------------------------------------------- triptych, curves
@@ -344,7 +292,9 @@ def layer_triptych(
         axes[0].set_ylabel("singular-value index")
         who = "whole batch" if group == -1 else f"group {group}"
         fig.suptitle(f"{run_title(run_dir)} — {short_key(key)}, {who}")
-        side = build_sidecar("triptych", used, **_prov(provenance, {"run": str(run_dir), "key": key, "group": group}))
+        side = build_sidecar(
+            "triptych", used, **provenance_fields(provenance, {"run": str(run_dir), "key": key, "group": group})
+        )
         return save_figure(fig, out_png, out_pdf, side, sidecar_path)
 
 
@@ -396,5 +346,7 @@ def training_curves(
         for ax in axes:
             ax.set_xlabel("epoch")
         axes[0].legend(frameon=False)
-        side = build_sidecar("curves", used, **_prov(provenance, {"runs": {k: str(v) for k, v in runs.items()}}))
+        side = build_sidecar(
+            "curves", used, **provenance_fields(provenance, {"runs": {k: str(v) for k, v in runs.items()}})
+        )
         return save_figure(fig, out_png, out_pdf, side, sidecar_path)

@@ -26,9 +26,10 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats as _st
 
 _CHUNK = 1 << 22  # permutations × tests per chunk of the permutation loop (32 MiB in float64)
@@ -42,7 +43,7 @@ class HedgesG:
     ci_high: np.ndarray
 
 
-def hedges_g(a, b, confidence: float = 0.95, axis: int = 0) -> HedgesG:
+def hedges_g(a: ArrayLike, b: ArrayLike, confidence: float = 0.95, axis: int = 0) -> HedgesG:
     """Hedges' g of ``a`` minus ``b`` with the approximate SE and Wald CI (see module doc)."""
     a = np.moveaxis(np.asarray(a, dtype=np.float64), axis, 0)
     b = np.moveaxis(np.asarray(b, dtype=np.float64), axis, 0)
@@ -54,7 +55,7 @@ def hedges_g(a, b, confidence: float = 0.95, axis: int = 0) -> HedgesG:
         d = (a.mean(axis=0) - b.mean(axis=0)) / sp
         g = (1.0 - 3.0 / (4.0 * (na + nb) - 9.0)) * d
         se = np.sqrt((na + nb) / (na * nb) + g**2 / (2.0 * (na + nb)))
-    z = _st.norm.ppf(0.5 + confidence / 2.0)
+    z = float(_st.norm.ppf(0.5 + confidence / 2.0))
     return HedgesG(g, se, g - z * se, g + z * se)
 
 
@@ -62,10 +63,11 @@ def _constant(ya: np.ndarray, yb: np.ndarray, rtol: float = 1e-12) -> np.ndarray
     """Columns where both groups are constant up to rounding (relative to the values' size)."""
     with np.errstate(invalid="ignore"):
         scale = np.maximum(np.nanmax(np.abs(np.vstack([ya, yb])), axis=0), np.finfo(float).tiny)
-        return (np.ptp(ya, axis=0) <= rtol * scale) & (np.ptp(yb, axis=0) <= rtol * scale)
+        out: np.ndarray = (np.ptp(ya, axis=0) <= rtol * scale) & (np.ptp(yb, axis=0) <= rtol * scale)
+        return out
 
 
-def _welch_from_masks(Yc: np.ndarray, masks: np.ndarray, na: int, tot: np.ndarray, totsq: np.ndarray) -> np.ndarray:
+def welch_t_masks(Yc: np.ndarray, masks: np.ndarray, na: int, tot: np.ndarray, totsq: np.ndarray) -> np.ndarray:
     """Welch t for each row of ``masks`` (P × n, 1 = group a) and each column of ``Yc`` (n × m)."""
     n = Yc.shape[0]
     nb = n - na
@@ -76,10 +78,11 @@ def _welch_from_masks(Yc: np.ndarray, masks: np.ndarray, na: int, tot: np.ndarra
     va = np.maximum(qa - na * ma * ma, 0.0) / (na - 1)
     vb = np.maximum(qb - nb * mb * mb, 0.0) / (nb - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (ma - mb) / np.sqrt(va / na + vb / nb)
+        t: np.ndarray = (ma - mb) / np.sqrt(va / na + vb / nb)
+        return t
 
 
-def _relabelings(n: int, na: int, n_resamples: int, rng: np.random.Generator):
+def relabelings(n: int, na: int, n_resamples: int, rng: np.random.Generator) -> tuple[list[np.ndarray], bool, int]:
     """Yield (mask chunk, exact?) covering all C(n, na) splits if few enough, else random ones."""
     total = math.comb(n, na)
     exact = total <= n_resamples
@@ -88,7 +91,8 @@ def _relabelings(n: int, na: int, n_resamples: int, rng: np.random.Generator):
         masks = np.zeros((total, n))
         np.put_along_axis(masks, combos, 1.0, axis=1)
         return [masks], True, total
-    chunks, left = [], n_resamples
+    chunks: list[np.ndarray] = []
+    left = n_resamples
     step = max(1, min(n_resamples, 4096))
     while left > 0:
         k = min(step, left)
@@ -101,12 +105,12 @@ def _relabelings(n: int, na: int, n_resamples: int, rng: np.random.Generator):
 
 
 def compare_two_groups(
-    ya,
-    yb,
+    ya: ArrayLike,
+    yb: ArrayLike,
     n_resamples: int = 9999,
     rng: np.random.Generator | int | None = 0,
     confidence: float = 0.95,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     """Welch t, permutation test and Hedges' g for every column of ``ya`` (n_a × m) vs ``yb`` (n_b × m).
 
     Columns with a non-finite value get NaN results. ``n_resamples=0`` skips the permutation test.
@@ -124,7 +128,7 @@ def compare_two_groups(
         raise ValueError(f"ya and yb must have the same number of columns, got {ya.shape} and {yb.shape}")
     na, nb, m = ya.shape[0], yb.shape[0], ya.shape[1]
     nan = np.full(m, np.nan)
-    out: dict[str, np.ndarray] = {
+    out: dict[str, Any] = {
         "n_a": np.full(m, na),
         "n_b": np.full(m, nb),
         "mean_a": nan.copy(),
@@ -165,7 +169,7 @@ def compare_two_groups(
 
 
 def permutation_pvalues(
-    Y, n_a: int, n_resamples: int = 9999, rng: np.random.Generator | int | None = 0
+    Y: ArrayLike, n_a: int, n_resamples: int = 9999, rng: np.random.Generator | int | None = 0
 ) -> tuple[np.ndarray, int, bool]:
     """Two-sided label-permutation p-values with the Welch t as statistic.
 
@@ -188,161 +192,16 @@ def permutation_pvalues(
     tot, totsq = Yc.sum(axis=0), (Yc * Yc).sum(axis=0)
     observed = np.zeros((1, n))
     observed[0, :n_a] = 1.0
-    t_obs = np.abs(_welch_from_masks(Yc, observed, n_a, tot, totsq)[0])
+    t_obs = np.abs(welch_t_masks(Yc, observed, n_a, tot, totsq)[0])
     # a relabeling ties the observed statistic when equal up to rounding
     thresh = t_obs * (1.0 - 1e-10)
-    chunks, exact, used = _relabelings(n, n_a, int(n_resamples), rng)
+    chunks, exact, used = relabelings(n, n_a, int(n_resamples), rng)
     count = np.zeros(m)
     rows = max(1, _CHUNK // max(m, 1))
     for masks in chunks:
         for i in range(0, masks.shape[0], rows):
-            t = np.abs(_welch_from_masks(Yc, masks[i : i + rows], n_a, tot, totsq))
+            t = np.abs(welch_t_masks(Yc, masks[i : i + rows], n_a, tot, totsq))
             count += (np.nan_to_num(t, nan=-np.inf) >= thresh).sum(axis=0)
     p = count / used if exact else (count + 1.0) / (used + 1.0)
     p[~np.isfinite(t_obs)] = np.nan
     return np.minimum(p, 1.0), used, exact
-
-
-# --------------------------------------------------------------------------- valid test tables
-#: per-spectrum summaries used by the seed- and subject-level tests (natural logs)
-SUMMARIES = {
-    "log_sigma1": "log of the largest singular value, log σ₁",
-    "log_nuclear": "log of the nuclear norm (sum of the singular values), log Σσ",
-}
-#: exponent of the group size in each stat's scale: G_g sums N_g rank-one terms (a group-mean
-#: gradient after dividing by N_g); A_g and Δ_g stack N_g rows (RMS scale √N_g)
-SIZE_EXPONENT = {"grad": 1.0, "act": 0.5, "delta": 0.5}
-
-
-def spectrum_summaries(df: pd.DataFrame) -> pd.DataFrame:
-    """Long table (step, key, stat, group, summary, value) of :data:`SUMMARIES` per spectrum.
-
-    A spectrum holding a NaN (non-finite gradient) gives NaN; an all-zero one gives -inf.
-    """
-    cols = ["step", "key", "stat", "group"]
-    if df.empty:
-        return pd.DataFrame(columns=[*cols, "summary", "value"])
-    g = df.groupby(cols, sort=True)["value"]
-    bad = df["value"].isna().groupby([df[c] for c in cols], sort=True).any()
-    with np.errstate(divide="ignore"):
-        top = np.log(g.max().where(~bad))
-        nuc = np.log(g.sum().where(~bad))
-    out = (
-        pd.concat([top.rename("log_sigma1"), nuc.rename("log_nuclear")], axis=1)
-        .reset_index()
-        .melt(id_vars=cols, var_name="summary", value_name="value")
-    )
-    return out
-
-
-def normalise_by_group_size(summ: pd.DataFrame, group_sizes: dict[int, int] | None) -> tuple[pd.DataFrame, str]:
-    """Subtract ``SIZE_EXPONENT[stat] * log N_g`` so groups of unequal size compare on a per-sample scale."""
-    if not group_sizes:
-        return summ, "none"
-    out = summ.copy()
-    sizes = out["group"].map({int(k): float(v) for k, v in group_sizes.items()})
-    if sizes.isna().any():
-        missing = sorted(set(out.loc[sizes.isna(), "group"]))
-        raise ValueError(f"group sizes given for {sorted(group_sizes)} but the spectra also have groups {missing}")
-    out["value"] = out["value"] - out["stat"].map(SIZE_EXPONENT).fillna(1.0) * np.log(sizes)
-    return out, "group_size"
-
-
-def _pairs(ids) -> list[tuple[int, int]]:
-    ids = sorted(int(i) for i in ids if int(i) >= 0)
-    return list(itertools.combinations(ids, 2))
-
-
-def _table(cols: pd.DataFrame, res: dict, a: int, b: int, names: dict[int, str]) -> pd.DataFrame:
-    t = cols.copy()
-    t["group_a"], t["group_b"] = a, b
-    t["name_a"], t["name_b"] = names.get(a, f"group{a}"), names.get(b, f"group{b}")
-    for k in ("n_a", "n_b", "mean_a", "mean_b", "sd_a", "sd_b"):
-        t[k] = res[k]
-    t["diff"] = res["mean_a"] - res["mean_b"]
-    for k in ("t", "df", "p_welch", "p_perm"):
-        t[k] = res[k]
-    t["n_perm"], t["perm_exact"] = res["n_perm"], res["perm_exact"]
-    for k in ("g", "g_se", "g_ci_low", "g_ci_high"):
-        t[k] = res[k]
-    return t
-
-
-def _finish(parts: list[pd.DataFrame], family: str) -> pd.DataFrame:
-    from .multiple import add_bh_columns
-
-    if not parts:
-        return pd.DataFrame()
-    out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "family", family)
-    # one FDR family per (table, summary): every stat, key, step and group pair of it
-    return add_bh_columns(out, {"p_welch": "q_welch", "p_perm": "q_perm"}, family=["summary"])
-
-
-def seed_tests(
-    runs: list[pd.DataFrame],
-    group_names: dict[int, str] | None = None,
-    group_sizes: dict[int, int] | None = None,
-    n_resamples: int = 9999,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Between-group tests across seeds: one summary per run (seed) and group is one sample.
-
-    ``runs`` are spectra tables of the same configuration trained with different seeds.
-    """
-    if len(runs) < 2:
-        raise ValueError(f"seed tests need at least 2 runs (seeds), got {len(runs)}")
-    names = dict(group_names or {})
-    wide = []
-    for df in runs:
-        s, norm = normalise_by_group_size(spectrum_summaries(df[df["group"] >= 0]), group_sizes)
-        wide.append(s.set_index(["summary", "stat", "key", "step", "group"])["value"])
-    W = pd.concat(wide, axis=1, keys=range(len(runs))).T  # runs × (summary, stat, key, step, group)
-    parts = []
-    groups = W.columns.get_level_values("group").unique()
-    for a, b in _pairs(groups):
-        Wa = W.xs(a, axis=1, level="group")
-        Wb = W.xs(b, axis=1, level="group").reindex(columns=Wa.columns)
-        res = compare_two_groups(Wa.to_numpy(), Wb.to_numpy(), n_resamples, np.random.default_rng([seed, a, b]))
-        t = _table(Wa.columns.to_frame(index=False), res, a, b, names)
-        t["normalisation"] = norm
-        t["n_runs"] = len(runs)
-        parts.append(t)
-    return _finish(parts, "seed")
-
-
-def subject_tests(
-    subject_df: pd.DataFrame,
-    subject_groups: dict[int, int] | pd.Series,
-    group_names: dict[int, str] | None = None,
-    n_resamples: int = 9999,
-    seed: int = 0,
-    stat: str = "grad",
-) -> pd.DataFrame:
-    """Between-group tests across subjects at each (key, step): one summary of σ(A_iᵀΔ_i) per subject.
-
-    ``subject_df`` is a spectra table whose ``group`` column holds the sample index;
-    ``subject_groups`` maps sample index -> group id.
-    """
-    names = dict(group_names or {})
-    labels = pd.Series(subject_groups).astype(int)
-    sel = subject_df[(subject_df["stat"] == stat) & (subject_df["group"] >= 0)]  # -1: whole batch
-    summ = spectrum_summaries(sel)
-    if summ.empty:
-        raise ValueError(f"no '{stat}' spectra in the subject spectra")
-    W = summ.set_index(["summary", "key", "step", "group"])["value"].unstack("group").T  # subjects × tests
-    unknown = sorted(set(W.index) - set(labels.index))
-    if unknown:
-        raise ValueError(f"subject spectra hold sample indices {unknown[:5]} that have no group")
-    lab = labels.reindex(W.index).to_numpy()
-    cols = W.columns.to_frame(index=False)
-    cols.insert(1, "stat", stat)
-    parts = []
-    for a, b in _pairs(np.unique(lab)):
-        res = compare_two_groups(
-            W.to_numpy()[lab == a], W.to_numpy()[lab == b], n_resamples, np.random.default_rng([seed, a, b])
-        )
-        t = _table(cols, res, a, b, names)
-        t["normalisation"] = "none"
-        parts.append(t)
-    return _finish(parts, "subject")
