@@ -70,6 +70,7 @@ class Registry(Generic[T]):
     def add(self, types: ModuleTypes, entry: T) -> None:
         for t in _as_types(types):
             self._by_type[t] = entry
+        _VERSION[0] += 1
 
     def lookup(self, module: nn.Module) -> T | None:
         for t in type(module).__mro__:
@@ -88,6 +89,14 @@ def _as_types(types: ModuleTypes) -> tuple[type[nn.Module], ...]:
         if not (isinstance(t, type) and issubclass(t, nn.Module)):
             raise TypeError(f"registries map nn.Module subclasses, got {t!r}")
     return out
+
+
+_VERSION = [0]
+
+
+def registry_version() -> int:
+    """Bumped by every registration (a recorder's cached plan is resolved again after one)."""
+    return _VERSION[0]
 
 
 ADAPTERS: Registry[LayerAdapter] = Registry("layer adapter")
@@ -160,3 +169,9 @@ def sample_layouts(module: nn.Module, output: Any, default_axis: int) -> list[Sa
         return list(rule(module, output, default_axis))
     leaves = tree_flatten(output)[0]
     return [SampleLayout(default_axis) if isinstance(x, torch.Tensor) else None for x in leaves]
+
+
+def route_state(module: nn.Module) -> tuple[bool, str | None]:
+    """What of a module's own configuration decides its weights' route (adapter applies, refusal)."""
+    a = ADAPTERS.lookup(module)
+    return (a is not None and a.applies(module)), refusal_for(module)
