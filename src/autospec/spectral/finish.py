@@ -62,9 +62,14 @@ def finish_job(
     order: list[str],
     options: RecorderOptions,
     warm: dict[tuple[str, int], torch.Tensor],
+    device: torch.device | None = None,
 ) -> tuple[Callable[[], None], int, Any]:
-    """``(run, bytes held, CUDA event or None)`` for the step's remaining work."""
-    device = _on_device(works)
+    """``(run, bytes held, CUDA event or None)`` for the step's remaining work (``device``: where
+    the step's tensors are; None = find out)."""
+    if device is None:
+        device = _on_device(works)
+    elif device.type == "cpu":
+        device = None
     event = None
     reduced: list[tuple[Work, list[Mats]]] | None = None
     if device is not None and device.type == "cuda":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ class _OnDevice:
     def __init__(self, gi: GroupIndex, device: torch.device):
         self.inverse = gi.inverse.to(device)
         self.slot = gi.slot.to(device)  # sample -> row of the (K * rmax) padded layout
+        self.pad = gi.pad.to(device) if gi.pad.numel() else None  # rows of the layout no sample fills
         blocks = Blocks(torch.split(gi.order.to(device), gi.counts))
         blocks.ranges = gi.ranges
         self.blocks = blocks
@@ -99,6 +100,9 @@ class GroupIndex:
         rank = torch.empty_like(self.order)
         rank[self.order] = torch.arange(self.n) - torch.tensor(starts, dtype=torch.long)[inverse[self.order]]
         self.slot = inverse * self.rmax + rank  # position of each sample in the padded layout
+        filled = torch.zeros(self.k * self.rmax, dtype=torch.bool)
+        filled[self.slot] = True
+        self.pad = torch.nonzero(~filled).flatten()
         self.ranges: list[tuple[int, int] | None] = []
         for s, c in zip(starts, self.counts):
             idx = self.order[s : s + c]
@@ -137,8 +141,11 @@ class GroupIndex:
         n, r, w = rows.shape
         if self.groups is None:
             return rows.reshape(1, n * r, w).clone()
-        out = rows.new_zeros((self.k * self.rmax, r, w))
-        out.index_copy_(0, self.on(rows.device).slot, rows)
+        on = self.on(rows.device)
+        out = rows.new_empty((self.k * self.rmax, r, w))
+        out.index_copy_(0, on.slot, rows)
+        if on.pad is not None:
+            out.index_fill_(0, on.pad, 0)
         return out.view(self.k, self.rmax * r, w)
 
     def blocks(self, device: torch.device) -> list[torch.Tensor | None]:
@@ -156,19 +163,24 @@ class GroupCache:
     """
 
     def __init__(self) -> None:
-        self._src: torch.Tensor | None = None
+        self._src: object = None
         self._sig: tuple[int, int] | None = None
         self._gi = GroupIndex(None)
 
-    def get(self, groups: torch.Tensor | None) -> GroupIndex:
+    def get(self, groups: object, validate: Callable[[object], torch.Tensor | None]) -> GroupIndex:
+        """The GroupIndex of ``groups`` (the user's argument; ``validate`` checks and converts it)."""
         if groups is None:
             return GroupIndex(None) if self._gi.grouped else self._gi
-        sig = (groups._version, groups.data_ptr())
+        if isinstance(groups, torch.Tensor) and groups is self._src and self._sig == (groups._version, groups.data_ptr()):
+            return self._gi
+        g = validate(groups)
+        assert g is not None
         prev = self._gi.groups
-        same = groups is self._src and sig == self._sig
-        if not same and prev is not None and prev.shape == groups.shape:
-            same = torch.equal(prev, groups.detach().to(prev.device))
+        same = prev is not None and prev.shape == g.shape and torch.equal(prev, g.to(prev.device))
         if not same:
-            self._gi = GroupIndex(groups.detach().cpu().clone())
-        self._src, self._sig = groups, sig
+            self._gi = GroupIndex(g.cpu().clone())
+        if isinstance(groups, torch.Tensor):
+            self._src, self._sig = groups, (groups._version, groups.data_ptr())
+        else:
+            self._src, self._sig = None, None
         return self._gi

@@ -64,6 +64,7 @@ class InputCache:
         self.groups = groups
         self.act: dict[int, tuple[object, ...]] | None = None  # finished σ(A) spectra by group (worker)
         self.act_planned = False  # a submitted step computes σ(A) into this cache (set in the step)
+        self.rows: torch.Tensor | None = None  # A laid out by group (K, rmax·R, n_in), an owned copy
         self.factors: torch.Tensor | None = None  # (K, rmax, rmax): R of each group's Aᵀ
         self.whole: torch.Tensor | None = None  # R of the whole batch's Aᵀ (groups only)
 

@@ -139,12 +139,14 @@ class SpectralRecorder:
         self._pending: dict[int, list[replay.CallState]] = {}
         self._force = False
 
-    def _plan(self) -> Plan:
+    def _plan(self, modules: list[nn.Module] | None = None) -> Plan:
         """The recording plan, resolved again whenever modules, parameters or flags changed."""
+        modules = list(self.model.modules()) if modules is None else modules
         key = (
             registry_version(),
-            tuple((id(m), route_state(m)) for m in self.model.modules()),
-            tuple((id(p), p.requires_grad) for p in self.model.parameters()),
+            [(id(m), route_state(m)) for m in modules],
+            # every module's own parameters (what model.parameters() walks, without a second walk)
+            [(id(p), p.requires_grad) for m in modules for p in m._parameters.values() if p is not None],
         )
         if key != self._plan_key or self._plan_cache is None:
             plan = resolve(self.model, self.options)
@@ -202,12 +204,12 @@ class SpectralRecorder:
         if not self._force and not self.records_at(step):
             yield Snapshot(step, recorded=False)
             return
-        g = validate_groups(groups)
-        gi = self._groups.get(g)
-        plan = self._plan()
+        gi = self._groups.get(groups, validate_groups)
+        modules = list(self.model.modules())
+        plan = self._plan(modules)
         snap = Snapshot(step, groups=list(gi.ids))
         self._state = Step(plan, gi, self.options, self._inputs)
-        sig = signature(self.model, plan, gi.grouped)
+        sig = signature(modules, plan, gi.grouped)
         check = (
             Verifier(self.model, plan, gi, self.options.axes, not self.options.assume_independent)
             if sig != self._verified
@@ -253,15 +255,16 @@ class SpectralRecorder:
             if problem is not None:
                 raise ValueError(f"autospec: cannot record {u.key!r} at '{u.name}': {problem}")
             axis = u.axis % x.dim()
-            xs = x.detach().movedim(axis, 0)
-            if xs.is_floating_point() and xs.dtype != output.dtype:  # autocast: the operand the layer used
+            xs = x.detach() if axis == 0 else x.detach().movedim(axis, 0)
+            if xs.dtype != output.dtype and xs.is_floating_point():  # autocast: the operand the layer used
                 xs = xs.to(output.dtype)
-            self._check_batch(xs.shape[0], f"'{u.name}' (dim {axis} of its input)")
+            if st.groups.grouped and xs.shape[0] != st.groups.n:
+                self._check_batch(xs.shape[0], f"'{u.name}' (dim {axis} of its input)")
             call = st.add_call(u, x, xs, data_input=not x.requires_grad)
 
             def on_delta(grad: torch.Tensor) -> None:
                 if not replay.internal() and self._state is st:
-                    st.on_delta(call, grad.detach().movedim(axis, 0))
+                    st.on_delta(call, grad.detach() if axis == 0 else grad.detach().movedim(axis, 0))
 
             output.register_hook(on_delta)  # type: ignore[no-untyped-call]
 
@@ -336,7 +339,9 @@ class SpectralRecorder:
         st.finish(hand_over)
 
     def _submit(self, snap: Snapshot, works: list[Work], keys: list[str], order: list[str]) -> None:
-        run, nbytes, event = finish_job(snap, works, order, self.options, self._warm)
+        st = self._state
+        device = st.device if st is not None else None
+        run, nbytes, event = finish_job(snap, works, order, self.options, self._warm, device)
         job = Job(run, nbytes, self.options.worker_threads, self.options.queue_bytes, event)
         if self.options.sync:
             run_with_threads(job)

@@ -58,26 +58,24 @@ def grad_mats(w: GradWork) -> list[Mats]:
     n_out, n_in = w.shape
     cap = min(n_out, n_in)
     k = len(w.counts)
-    a = torch.cat(w.a, dim=1) if w.a else None
-    d = torch.cat(w.d, dim=1) if w.d else None
+    a = _joined(w.a)
+    d = _joined(w.d)
     big = [g for g in range(k) if w.formed is not None or w.counts[g] >= cap]
     small = [g for g in range(k) if g not in big]
     out: list[Mats] = []
     formed = w.formed
     if big:
         if a is not None and d is not None:
-            idx = torch.tensor(big, device=a.device)
-            part = form(d.index_select(0, idx), a.index_select(0, idx))
+            part = form(*_pick(big, k, d, a))
             formed = part if formed is None else formed + part  # formed given: every group is big
         assert formed is not None
         targets = [_target(w, _gid(w, g), vectors=w.vectors, iterative=w.iterative) for g in big]
         out.append(Mats(targets, formed, [cap] * len(big)))
     if small:
         assert a is not None and d is not None
-        idx = torch.tensor(small, device=a.device)
         targets = [_target(w, _gid(w, g), vectors=w.vectors) for g in small]
         valid = [w.counts[g] for g in small]
-        a_s, d_s = a.index_select(0, idx), d.index_select(0, idx)
+        a_s, d_s = _pick(small, k, a, d)
         if len(w.a) == 1:  # one block: real rows first in each group, so the padding beyond goes
             a_s, d_s = a_s[:, : max(valid)], d_s[:, : max(valid)]
         out.append(_qr_mats(targets, a_s, d_s, valid, w.vectors))
@@ -89,8 +87,7 @@ def grad_mats(w: GradWork) -> list[Mats]:
         g_whole = formed.sum(0) if formed is not None else None
         if small:
             assert a is not None and d is not None
-            idx = torch.tensor(small, device=a.device)
-            rest = form_exact(d.index_select(0, idx), a.index_select(0, idx)).sum(0)
+            rest = form_exact(*_pick(small, k, d, a)).sum(0)
             g_whole = rest if g_whole is None else g_whole + rest
         assert g_whole is not None
         out.append(Mats([whole], g_whole.unsqueeze(0), [cap]))
@@ -99,6 +96,18 @@ def grad_mats(w: GradWork) -> list[Mats]:
         whole.iterative = False
         out.append(_qr_mats([whole], a.reshape(1, -1, n_in), d.reshape(1, -1, n_out), [total], w.vectors))
     return out
+
+
+def _joined(blocks: list[torch.Tensor]) -> torch.Tensor | None:
+    return None if not blocks else blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+
+
+def _pick(groups: list[int], k: int, *blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The row blocks of some groups (no copy when they are all of them)."""
+    if len(groups) == k:
+        return blocks
+    idx = torch.tensor(groups, device=blocks[0].device)
+    return tuple(b.index_select(0, idx) for b in blocks)
 
 
 def form_exact(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -129,19 +138,24 @@ def cached_grad_mats(w: CachedGradWork) -> list[Mats]:
 
 
 def rows_mats(w: RowsWork) -> list[Mats]:
-    """σ(A) or σ(Δ) of row blocks and/or R factors, whole and per group."""
+    """σ(A) or σ(Δ) of row blocks and/or R factors, whole and per group.
+
+    Groups with at least twice as many rows as columns are first folded into their R factors
+    (one batched QR); the whole batch then comes from the groups' stacked factors — the same
+    singular values as all its rows, without a second pass over them."""
     blocks = [b.to(DTYPE) for b in w.blocks]
-    rows = torch.cat(blocks, dim=1)  # (K, rows, width)
-    k = len(w.counts)
-    total = sum(w.counts)
+    rows = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)  # (K, rows, width)
     width = w.width
+    if rows.shape[1] >= 2 * width:
+        rows = torch.linalg.qr(rows, mode="r")[1]  # (K, width, width)
+    total = sum(w.counts)
     ids = w.ids or [WHOLE]
     targets = [Target(w.key, w.stat, g, min(c, width), (c, width), w.eps) for g, c in zip(ids, w.counts)]
     out = [Mats(targets, rows, [min(c, width) for c in w.counts])]
     if w.ids:
         whole = Target(w.key, w.stat, WHOLE, min(total, width), (total, width), w.eps)
         out.append(Mats([whole], rows.reshape(1, -1, width), [min(total, width)]))
-    elif k != 1:
+    elif len(w.counts) != 1:
         raise AssertionError("ungrouped rows work has one block")
     return out
 

@@ -171,7 +171,18 @@ def sample_layouts(module: nn.Module, output: Any, default_axis: int) -> list[Sa
     return [SampleLayout(default_axis) if isinstance(x, torch.Tensor) else None for x in leaves]
 
 
-def route_state(module: nn.Module) -> tuple[bool, str | None]:
-    """What of a module's own configuration decides its weights' route (adapter applies, refusal)."""
-    a = ADAPTERS.lookup(module)
-    return (a is not None and a.applies(module)), refusal_for(module)
+_ENTRIES: dict[type[nn.Module], tuple[int, LayerAdapter | None, RefusalRule | None]] = {}
+
+
+def route_state(module: nn.Module) -> tuple[bool, str | None] | None:
+    """What of a module's own configuration decides its weights' route (adapter applies, refusal);
+    None for a module type with neither (looked up once per type and registry version)."""
+    t = type(module)
+    entry = _ENTRIES.get(t)
+    if entry is None or entry[0] != _VERSION[0]:
+        entry = (_VERSION[0], ADAPTERS.lookup(module), REFUSALS.lookup(module))
+        _ENTRIES[t] = entry
+    _, adapter, refusal = entry
+    if adapter is None and refusal is None:
+        return None
+    return (adapter is not None and adapter.applies(module)), (None if refusal is None else refusal(module))

@@ -48,6 +48,9 @@ class SharingSpectra(NamedTuple):
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
+    """A read-only array: ``a`` itself when it is already a read-only float array, else a copy."""
+    if isinstance(a, np.ndarray) and not a.flags.writeable and a.dtype == np.float64:
+        return a
     a = np.array(a, copy=True)
     a.setflags(write=False)
     return a
@@ -92,7 +95,7 @@ class Snapshot:
         values found by iteration their a-posteriori error bounds (None: exact route, bound 0)."""
         self._check_open()
         where = (key, stat, int(group))
-        self._values[where] = _frozen(np.asarray(values, dtype=np.float64))
+        self._values[where] = _frozen(values)
         self._ranks[where] = int(rank)
         if error_bound is not None:
             self._bounds[where] = _frozen(np.asarray(error_bound, dtype=np.float64))

@@ -102,8 +102,9 @@ def solve(batches: Iterable[Mats], settings: SolveSettings, warm: dict[tuple[str
     solved: list[Solved] = []
     for b in batches:
         if id(b) in values:
-            rows: list[tuple[np.ndarray, Any, Any]] = [(values[id(b)][i], None, None) for i in range(len(b.targets))]
-        elif any(t.iterative for t in b.targets):
+            solved += _cut_batch(b, values[id(b)], settings.top_k)
+            continue
+        if any(t.iterative for t in b.targets):
             rows = [_iterate(b, i, settings, warm) for i in range(len(b.targets))]
         else:
             keep = max(t.vectors or 0 for t in b.targets)
@@ -111,6 +112,37 @@ def solve(batches: Iterable[Mats], settings: SolveSettings, warm: dict[tuple[str
         for i, (vals, bounds, vec) in enumerate(rows):
             solved.append(_finish(b.targets[i], vals[: b.valid[i]], bounds, vec, settings.top_k))
     return solved
+
+
+def _cut_batch(b: Mats, vals: np.ndarray, top_k: int | None) -> list[Solved]:
+    """:func:`cut` of a whole batch (the common case: no vectors, no iteration); vectorised for
+    many targets (e.g. a group per subject), one by one for a few (fewer numpy calls)."""
+    targets = b.targets
+    if len(targets) < 16:
+        return [_finish(t, vals[i, : b.valid[i]], None, None, top_k) for i, t in enumerate(targets)]
+    lengths = np.array([t.length for t in targets])
+    width = int(lengths.max(initial=0))
+    v = np.zeros((len(targets), width))
+    take = min(width, vals.shape[1])
+    v[:, :take] = vals[:, :take]
+    keep = np.minimum(np.array(b.valid), lengths)
+    v[np.arange(width)[None, :] >= keep[:, None]] = 0.0
+    nan = np.isnan(v).any(axis=1)
+    tol = np.array([max(t.tol_shape) * t.eps for t in targets]) * np.nan_to_num(
+        v[:, 0] if width else np.zeros(len(targets))
+    )
+    beyond = v <= tol[:, None]
+    v[beyond] = 0.0
+    ranks = (~beyond & (np.arange(width)[None, :] < lengths[:, None])).sum(axis=1)
+    v[nan] = np.nan
+    ranks[nan] = 0
+    out = []
+    for i, t in enumerate(targets):
+        n = int(lengths[i]) if top_k is None else min(int(lengths[i]), top_k)
+        row = v[i, :n]
+        row.setflags(write=False)
+        out.append(Solved(t, row, min(int(ranks[i]), n)))
+    return out
 
 
 def _iterate(b: Mats, i: int, settings: SolveSettings, warm: dict[tuple[str, int], torch.Tensor]) -> tuple:

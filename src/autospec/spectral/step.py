@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import replay
+from .adapters.base import LayerAdapter
 from .groups import GroupIndex
 from .input_cache import InputCache
 from .linalg import DTYPE, eps_of
@@ -31,7 +32,6 @@ from .work import CachedGradWork, GradWork, ReusedWork, RowsWork, SharingWork, W
 
 _FLUSH_ELEMENTS = 1 << 22  # buffered Δ elements of a weight called many times before they are reduced
 _CHUNK_ELEMENTS = 1 << 23  # rows × width per reduction chunk of one call (bounds an unfolded input)
-FORM_HERE = 64  # on the host, per-group gradients of weights this narrow are formed in the step
 
 
 @dataclass
@@ -82,10 +82,12 @@ class Step:
     state: dict[str, KeyState] = field(default_factory=dict)
     replays: dict[int, list[replay.ReplayCall]] = field(default_factory=dict)  # by id(GenericUse)
     first: dict[str, AdapterCall] = field(default_factory=dict)  # each weight's first call
-    shipped_bytes: int = 0
+    device: torch.device | None = None  # where the step's tensors are (first adapter call's input)
+    gathered: dict[str, torch.Tensor] = field(default_factory=dict)  # a data input laid out by group
+    shipped_bytes: int = 0  # row blocks handed over instead of formed products
 
     def __post_init__(self) -> None:
-        self.n_uses = {k: len(self.plan.uses_of(k)) for k in self.plan.slots}
+        self.n_uses, self.n_adapter_uses = self.plan.counts()
         self.want = set(self.options.stats)
 
     # ------------------------------------------------------------------ hooks
@@ -100,6 +102,8 @@ class Step:
         call = AdapterCall(use, x, source, index, hit, data_input)
         if index == 0:
             self.first[key] = call
+        if self.device is None:
+            self.device = x.device
         return call
 
     def on_delta(self, call: AdapterCall, delta: torch.Tensor) -> None:
@@ -137,8 +141,10 @@ class Step:
         rows gets its gradient from the layer's own backward, without unfolding the input."""
         u, delta = call.use, call.delta
         assert delta is not None
+        if type(u.adapter).group_grads is LayerAdapter.group_grads:  # no formed route (Linear)
+            return False
         n_out, n_in = self.plan.slots[u.key].shape
-        rows = max(1, u.adapter.rows_per_sample(u.module, delta))
+        rows = self._rows_per_sample(call)
         smallest = min(self.groups.counts) if self.groups.grouped else delta.shape[0]
         if smallest * rows < min(n_in, n_out) or self.options.iterative((n_out, n_in)):
             return False
@@ -147,6 +153,16 @@ class Step:
             return False
         self._add_formed(u.key, formed)
         return True
+
+    def _rows_per_sample(self, call: AdapterCall) -> int:
+        """R of one call (the adapter's own rule when it has one, else Δ's elements per output)."""
+        delta = call.delta
+        assert delta is not None
+        ad = call.use.adapter
+        if type(ad).rows_per_sample is not LayerAdapter.rows_per_sample:
+            return max(1, ad.rows_per_sample(call.use.module, delta))
+        n_out = self.plan.slots[call.use.key].shape[0]
+        return max(1, delta.numel() // (delta.shape[0] * n_out)) if delta.shape[0] else 1
 
     def _add_formed(self, key: str, grads: torch.Tensor) -> None:
         ks = self.ks(key)
@@ -157,32 +173,45 @@ class Step:
         ks.counts = _add(ks.counts, [cap] * k)
 
     def _reduce_rows(self, key: str, calls: list[AdapterCall], grad_done: bool) -> None:
-        u = calls[0].use
+        """Calls of one module: their rows side by side (samples × all positions), by sample chunk."""
         n = calls[0].x.shape[0]
         n_out, n_in = self.plan.slots[key].shape
-        per_sample = sum(max(1, u.adapter.rows_per_sample(c.use.module, c.delta)) for c in calls)  # type: ignore[arg-type]
+        if any(c.x.shape[0] != n for c in calls):  # no groups, calls on different batch sizes
+            for c in calls:
+                self._reduce_rows(key, [c], grad_done)
+            return
+        per_sample = sum(self._rows_per_sample(c) for c in calls)
         chunk = max(1, _CHUNK_ELEMENTS // (per_sample * (n_in + n_out)))
-        if not self.groups.grouped or self.options.sharing:
-            chunk = n  # sharing needs every sample of a share in one block; no groups: one block
+        if self.options.sharing:
+            chunk = n  # every sample of a share in one block
+        need_a = ("grad" in self.want and not grad_done) or "act" in self.want or self.options.sharing
         for s in range(0, n, chunk):
-            gi = self.groups if s == 0 and chunk >= n else self.groups.sub(s, min(n, s + chunk))
-            a_rows = [c.use.adapter.input_rows(c.use.module, c.x[s : s + chunk]) for c in calls]
-            d_rows = [c.use.adapter.output_rows(c.use.module, c.delta[s : s + chunk]) for c in calls]  # type: ignore[index]
-            self._reduce_block(key, calls, gi, (a_rows, d_rows), grad_done)
+            gi = self.groups if chunk >= n else self.groups.sub(s, min(n, s + chunk))
+            part = slice(s, s + chunk)
+            a = self._gathered_input(key, calls, gi, part, chunk >= n) if need_a else None
+            d = gi.gather(_side_by_side([c.use.adapter.output_rows(c.use.module, c.delta[part]) for c in calls]))  # type: ignore[index]
+            self._reduce_block(key, calls, gi, (a, d, per_sample), grad_done)
+
+    def _gathered_input(self, key: str, calls: list[AdapterCall], gi: GroupIndex, part: slice, whole: bool) -> torch.Tensor:
+        """A laid out by group; an unchanged data input's layout is made once and kept in its cache."""
+        c0 = calls[0]
+        single = whole and len(calls) == 1 and c0.index == 0
+        cache = self.caches.get(key)
+        if single and c0.hit and cache is not None and cache.rows is not None:
+            return cache.rows
+        a = gi.gather(_side_by_side([c.use.adapter.input_rows(c.use.module, c.x[part]) for c in calls]))
+        if single and c0.data_input:
+            self.gathered[key] = a
+        return a
 
     def _reduce_block(
-        self, key: str, calls: list[AdapterCall], gi: GroupIndex, rows: tuple[list[torch.Tensor], list[torch.Tensor]],
+        self, key: str, calls: list[AdapterCall], gi: GroupIndex, adr: tuple[torch.Tensor | None, torch.Tensor, int],
         grad_done: bool,
     ) -> None:  # fmt: skip
         ks = self.ks(key)
-        a_rows, d_rows = rows
+        a, d, r = adr
         want_grad = "grad" in self.want and not grad_done
-        need_a = want_grad or "act" in self.want or self.options.sharing
-        positions = [r.shape[1] for r in d_rows]
-        a = gi.gather(torch.cat(a_rows, dim=1) if len(a_rows) > 1 else a_rows[0]) if need_a else None
-        d = gi.gather(torch.cat(d_rows, dim=1) if len(d_rows) > 1 else d_rows[0])
-        r = sum(positions)
-        counts = [c * r for c in (gi.counts if gi.grouped else [d_rows[0].shape[0]])]
+        counts = [c * r for c in gi.counts] if gi.grouped else [d.shape[1]]
         if self.options.sharing and a is not None:
             self._share(key, calls, gi, (a, d, r))
         if want_grad:
@@ -210,6 +239,9 @@ class Step:
 
     def _form_here(self, key: str, counts: list[int], a: torch.Tensor, d: torch.Tensor) -> bool:
         """Form the per-group gradients now (one batched product) instead of keeping the rows."""
+        budget = self.options.queue_bytes // 2
+        if a.device.type == "cpu" and self.shipped_bytes + 8 * (a.numel() + d.numel()) <= budget:
+            return False  # the common case, decided without more
         shape = self.plan.slots[key].shape
         cap = min(shape)
         big = all(c >= cap for c in counts)
@@ -217,9 +249,10 @@ class Step:
             return False
         if a.device.type != "cpu":
             return big  # products are cheap on the device; small groups go to QR cores there
+        # on the host the rows are already copies (the gather): the worker forms the products, off
+        # the critical path, unless the rows would overfill the queue's memory cap
         rows_bytes = a.numel() * a.element_size() + d.numel() * d.element_size()
-        over = self.shipped_bytes + rows_bytes > self.options.queue_bytes // 2
-        return big and (cap <= FORM_HERE or over)
+        return big and self.shipped_bytes + rows_bytes > self.options.queue_bytes // 2
 
     def _fold(self, blocks: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
         """Row blocks of σ(A)/σ(Δ) folded into R factors (same σ) once they outgrow twice the width."""
@@ -242,7 +275,8 @@ class Step:
         a4 = a.view(k, -1, r, n_in)
         d4 = d.view(k, -1, r, n_out)
         ks.shares += r
-        ks.layout = {"positions": r // len(calls), "position_shape": _position_shape(calls[0])}
+        kind = "convolution" if hasattr(calls[0].use.module, "kernel_size") else "token-wise"
+        ks.layout = {"positions": r // len(calls), "position_shape": _position_shape(calls[0]), "kind": kind}
         counts = list(gi.counts) if gi.grouped else [a4.shape[1]]
         work = SharingWork(
             key, (n_out, n_in), eps_of(self.plan.slots[key].param.dtype), list(self.groups.ids), counts,
@@ -264,7 +298,7 @@ class Step:
         works: list[Work] = []
         grad_only: list[str] = []
         for key in self.plan.slots:
-            if self.n_uses[key] > sum(1 for a in self.plan.adapters if a.key == key):
+            if self.n_uses[key] > self.n_adapter_uses[key]:
                 grad_only.append(key)
             works += self._finish_key(key)
         keys = list(dict.fromkeys(w.key for w in works))
@@ -282,6 +316,7 @@ class Step:
             c.release()
         self.pending.clear()
         self.first.clear()
+        self.gathered.clear()
         self.state.clear()
         self.replays.clear()
 
@@ -311,10 +346,16 @@ class Step:
         if self.calls.get(key) != 1 or call is None or not call.data_input or self.options.static_inputs is False:
             return None
         cache = InputCache(call.source, call.x, self.groups)
+        cache.rows = self.gathered.get(key)
         if self.options.static_inputs:  # declared full-batch training: factors at once
-            u = call.use
-            cache.build_factors(self.groups.gather(u.adapter.input_rows(u.module, call.x)))
+            cache.build_factors(self._input_layout(call, cache))
         return cache
+
+    def _input_layout(self, call: AdapterCall, cache: InputCache) -> torch.Tensor:
+        if cache.rows is None:
+            u = call.use
+            cache.rows = self.groups.gather(u.adapter.input_rows(u.module, cache.x))
+        return cache.rows
 
     def _cached_route(self, key: str, cache: InputCache | None) -> AdapterCall | None:
         """The one call of ``key`` when σ(G) can come from the unchanged input's factors.
@@ -331,7 +372,7 @@ class Step:
         if self.options.sharing or self.options.iterative((n_out, n_in)):
             return None
         assert call.delta is not None
-        rows = call.x.shape[0] * max(1, call.use.adapter.rows_per_sample(call.use.module, call.delta))
+        rows = call.x.shape[0] * self._rows_per_sample(call)
         if rows >= n_in or ("act" in self.want and not cache.act_planned):
             return None
         return call
@@ -348,6 +389,8 @@ class Step:
             works += self._cached_works(key, cached, cache, eps, ids)
         else:
             self.flush(key)
+            if cache is not None and cache.rows is None:
+                cache.rows = self.gathered.get(key)
         ks = self.state.pop(key, None)
         if ks is not None:
             if ks.counts is not None and "grad" in self.want:
@@ -382,7 +425,7 @@ class Step:
         u = call.use
         assert call.delta is not None
         if cache.factors is None:
-            cache.build_factors(self.groups.gather(u.adapter.input_rows(u.module, cache.x)))
+            cache.build_factors(self._input_layout(call, cache))
         assert cache.factors is not None
         d = self.groups.gather(u.adapter.output_rows(u.module, call.delta))
         counts = list(self.groups.counts) if self.groups.grouped else [d.shape[1]]
@@ -394,6 +437,11 @@ class Step:
             works.append(ReusedWork(key, "act", cache))
         self.pending.pop(key, None)
         return works
+
+
+def _side_by_side(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Per-sample rows of several calls ``(n, R_i, w)`` as one ``(n, ΣR_i, w)``."""
+    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=1)
 
 
 def _position_shape(call: AdapterCall) -> list[int]:

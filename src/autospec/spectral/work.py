@@ -140,12 +140,25 @@ class SharingWork:
 Work = GradWork | CachedGradWork | RowsWork | ReusedWork | SharingWork
 
 
+#: the fields holding tensors made for the step (an input cache's factors are counted by no step)
+_HELD = {
+    "GradWork": ("formed", "a", "d"),
+    "CachedGradWork": ("d",),
+    "RowsWork": ("blocks",),
+    "ReusedWork": (),
+    "SharingWork": ("formed", "a", "d"),
+    "Mats": ("m", "left", "right"),
+}
+
+
 def nbytes(obj: object) -> int:
-    """Bytes of the tensors a work item holds (for the queue's memory cap)."""
+    """Bytes of the tensors a work item (or batch of matrices) holds, for the queue's memory cap."""
     total = 0
-    for value in vars(obj).values():
-        items = value if isinstance(value, list) else [value]
-        total += sum(t.numel() * t.element_size() for t in items if isinstance(t, torch.Tensor))
+    for name in _HELD[type(obj).__name__]:
+        value = getattr(obj, name)
+        for t in value if isinstance(value, list) else (value,):
+            if t is not None:
+                total += t.numel() * t.element_size()
     return total
 
 
