@@ -18,8 +18,8 @@ from torch import nn
 from autospec import SpectralRecorder, SpectraWriter
 from autospec import nn as autospec_nn
 from autospec.spectral import pipeline
-from autospec.spectral.store_sharing import sharing_path
 from autospec.spectral.store import subspaces_path
+from autospec.spectral.store_sharing import sharing_path
 
 
 class Mixed(nn.Module):
@@ -144,7 +144,9 @@ def test_a_snapshot_waits_for_its_own_values(monkeypatch):
     threading.Timer(0.05, gate.set).start()
     values = snap.singular_values("0.weight", group=1)  # blocks until the worker is done
     assert snap.ready and values.shape == (4,)
-    oracle = oracle_grad_spectra(model, lambda: F.cross_entropy(model(x), y, reduction="none"), torch.tensor([0, 1] * 3))
+    oracle = oracle_grad_spectra(
+        model, lambda: F.cross_entropy(model(x), y, reduction="none"), torch.tensor([0, 1] * 3)
+    )
     assert_spectra_close(values, oracle[("0.weight", 1)], "after waiting")
 
 

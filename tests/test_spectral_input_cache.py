@@ -37,7 +37,8 @@ def compared(monkeypatch):
     return calls
 
 
-def _check(model, snap, x, y, groups, what):
+def _check(model, snap, xy, groups, what):
+    x, y = xy
     oracle = oracle_grad_spectra(model, lambda: F.cross_entropy(model(x), y, reduction="none"), groups)
     for (key, gid), want in oracle.items():
         assert_spectra_close(snap.singular_values(key, "grad", gid), want, f"{what} {key} {gid}")
@@ -50,7 +51,7 @@ def _steps(model, rec, inputs, y, groups=GROUPS):
         opt.zero_grad()
         with rec.record(groups=groups) as snap:
             F.cross_entropy(model(x), y).backward()
-        _check(model, snap, x, y, torch.as_tensor(groups), f"step {step}")
+        _check(model, snap, (x, y), torch.as_tensor(groups), f"step {step}")
         opt.step()
 
 

@@ -58,7 +58,7 @@ def test_recorder_records_exactly_the_scheduled_steps(schedule, want):
     rec = SpectralRecorder(model, schedule=schedule)
     assert log_spaced(8, 4).steps(9) == [0, 1, 3, 8]
     got = []
-    for step in range(9):
+    for _ in range(9):
         with rec.record() as snap:
             model(torch.randn(5, 4)).sum().backward()
         if snap.recorded:

@@ -79,7 +79,7 @@ def _oracle(model, seq, img, y):
     for key, items in shares.items():
         for s, (a_s, d_s) in enumerate(items):
             for gid in (None, 0, 1, 2):
-                m = torch.ones(N, dtype=torch.bool) if gid is None else GROUPS == gid
+                m = torch.ones(N, dtype=torch.bool) if gid is None else gid == GROUPS
                 out[(key, gid, s)] = svd(d_s[m].T @ a_s[m])
     return out
 

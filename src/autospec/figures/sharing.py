@@ -86,14 +86,18 @@ def sharing_figure(
             along, label = _share_axis(layouts.get(key, {}))
             x, steps, z = _grid(rows, along, summary)
             positive = z[np.isfinite(z) & (z > 0)]
-            norm = LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 10)) if positive.size else None
+            norm = (
+                LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 10)) if positive.size else None
+            )
             mesh = ax.pcolormesh(x, steps, np.where(z > 0, z, np.nan), shading="nearest", cmap=HEATMAP_CMAP, norm=norm)
             ax.set_facecolor("0.93")  # zero gradients (e.g. the first step of a recurrence from h = 0)
             if len(steps) <= 12:  # few, possibly uneven, recorded steps: tick each one
                 ax.set_yticks(steps)
             ax.set_xlabel(label)
             ax.set_ylabel("recorded step")
-            panel_label(ax, chr(ord("A") + i), f"{short_key(key)}: {SUMMARIES[summary]} per {label.split(' (')[0]}, {who}")
+            panel_label(
+                ax, chr(ord("A") + i), f"{short_key(key)}: {SUMMARIES[summary]} per {label.split(' (')[0]}, {who}"
+            )
             fig.colorbar(mesh, ax=ax, label=SUMMARIES[summary], aspect=20, pad=0.02, fraction=0.05)
         if out_png is not None or out_pdf is not None:
             path = Path(spectra)

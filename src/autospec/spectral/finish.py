@@ -62,6 +62,7 @@ def finish_job(
     order: list[str],
     options: RecorderOptions,
     warm: dict[tuple[str, int], torch.Tensor],
+    *,
     device: torch.device | None = None,
 ) -> tuple[Callable[[], None], int, Any]:
     """``(run, bytes held, CUDA event or None)`` for the step's remaining work (``device``: where

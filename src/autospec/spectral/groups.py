@@ -171,7 +171,11 @@ class GroupCache:
         """The GroupIndex of ``groups`` (the user's argument; ``validate`` checks and converts it)."""
         if groups is None:
             return GroupIndex(None) if self._gi.grouped else self._gi
-        if isinstance(groups, torch.Tensor) and groups is self._src and self._sig == (groups._version, groups.data_ptr()):
+        if (
+            isinstance(groups, torch.Tensor)
+            and groups is self._src
+            and self._sig == (groups._version, groups.data_ptr())
+        ):
             return self._gi
         g = validate(groups)
         assert g is not None

@@ -341,7 +341,7 @@ class SpectralRecorder:
     def _submit(self, snap: Snapshot, works: list[Work], keys: list[str], order: list[str]) -> None:
         st = self._state
         device = st.device if st is not None else None
-        run, nbytes, event = finish_job(snap, works, order, self.options, self._warm, device)
+        run, nbytes, event = finish_job(snap, works, order, self.options, self._warm, device=device)
         job = Job(run, nbytes, self.options.worker_threads, self.options.queue_bytes, event)
         if self.options.sync:
             run_with_threads(job)

@@ -106,8 +106,16 @@ def _pick(groups: list[int], k: int, *blocks: torch.Tensor) -> tuple[torch.Tenso
     """The row blocks of some groups (no copy when they are all of them)."""
     if len(groups) == k:
         return blocks
-    idx = torch.tensor(groups, device=blocks[0].device)
+    idx = device_index(groups, blocks[0].device)
     return tuple(b.index_select(0, idx) for b in blocks)
+
+
+def device_index(values: list[int], device: torch.device) -> torch.Tensor:
+    """An index tensor on ``device`` without a host synchronisation (pinned, non-blocking copy on CUDA)."""
+    idx = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        return idx.pin_memory().to(device, non_blocking=True)
+    return idx.to(device)
 
 
 def form_exact(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

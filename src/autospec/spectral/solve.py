@@ -150,7 +150,8 @@ def _iterate(b: Mats, i: int, settings: SolveSettings, warm: dict[tuple[str, int
     m = b.m[i].to(DTYPE)
     if not bool(torch.isfinite(m).all()) or settings.top_k is None:
         return svdvals(m).numpy(), None, None
-    res = top_singular(m, settings.top_k, settings.tol, warm.get((t.key, t.group)))
+    precision = torch.float64 if t.eps < 1e-10 else torch.float32  # the layer's own precision
+    res = top_singular(m, settings.top_k, settings.tol, warm.get((t.key, t.group)), precision=precision)
     warm[(t.key, t.group)] = res.right
     vec = None
     if t.vectors:

@@ -192,7 +192,9 @@ class Step:
             d = gi.gather(_side_by_side([c.use.adapter.output_rows(c.use.module, c.delta[part]) for c in calls]))  # type: ignore[index]
             self._reduce_block(key, calls, gi, (a, d, per_sample), grad_done)
 
-    def _gathered_input(self, key: str, calls: list[AdapterCall], gi: GroupIndex, part: slice, whole: bool) -> torch.Tensor:
+    def _gathered_input(
+        self, key: str, calls: list[AdapterCall], gi: GroupIndex, part: slice, whole: bool
+    ) -> torch.Tensor:
         """A laid out by group; an unchanged data input's layout is made once and kept in its cache."""
         c0 = calls[0]
         single = whole and len(calls) == 1 and c0.index == 0
@@ -255,10 +257,11 @@ class Step:
         return big and self.shipped_bytes + rows_bytes > self.options.queue_bytes // 2
 
     def _fold(self, blocks: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
-        """Row blocks of σ(A)/σ(Δ) folded into R factors (same σ) once they outgrow twice the width."""
+        """Row blocks of σ(A)/σ(Δ), folded into R factors (same σ, at most width × width per group)
+        only once they would overfill the queue's memory cap; otherwise the worker folds them."""
+        held = sum(b.numel() * b.element_size() for b in blocks)
         width = blocks[0].shape[-1]
-        rows = sum(b.shape[1] for b in blocks)
-        if rows <= max(4 * width, 2048):
+        if held <= self.options.queue_bytes // 4 or sum(b.shape[1] for b in blocks) <= 2 * width:
             return blocks
         stacked = torch.cat([b.to(DTYPE) for b in blocks], dim=1)
         return [torch.linalg.qr(stacked, mode="r")[1]]
