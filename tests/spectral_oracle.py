@@ -6,8 +6,14 @@ each weight's ``.grad``; the whole batch is the plain backward of the mean loss.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
+
+#: where the oracle tests run: ``AUTOSPEC_TEST_DEVICE=cuda`` (benchmarks/gpu_check.sh) moves their
+#: models and inputs to the GPU; the oracles then run there too and are read back to the host
+DEVICE = torch.device(os.environ.get("AUTOSPEC_TEST_DEVICE", "cpu"))
 
 REL_TOL = 1e-5
 FLOOR = 1e-6  # compare σ ≥ FLOOR · σ₁
@@ -21,12 +27,13 @@ def oracle_grad_spectra(model, per_sample_loss, groups):
         model.zero_grad(set_to_none=True)
         losses = per_sample_loss()
         n = losses.shape[0]
-        mask = torch.ones(n, dtype=losses.dtype) if gid is None else (groups == gid).to(losses.dtype)
+        g = None if groups is None else groups.to(losses.device)
+        mask = torch.ones(n, dtype=losses.dtype, device=losses.device) if gid is None else (g == gid).to(losses.dtype)
         ((losses * mask).sum() / n).backward()
         for key, p in model.named_parameters():
             if p.dim() >= 2 and p.grad is not None:
-                g = p.grad.detach().reshape(p.shape[0], -1).to(torch.float64).numpy()
-                out[(key, gid)] = np.linalg.svd(g, compute_uv=False)
+                grad = p.grad.detach().reshape(p.shape[0], -1).to(torch.float64).cpu().numpy()
+                out[(key, gid)] = np.linalg.svd(grad, compute_uv=False)
     model.zero_grad(set_to_none=True)
     return out
 
@@ -45,7 +52,7 @@ def assert_spectra_close(got, want, what=""):
 
 
 def svd(m) -> np.ndarray:
-    m = m.detach().to(torch.float64).numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float64)
+    m = m.detach().to(torch.float64).cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float64)
     return np.linalg.svd(m, compute_uv=False)
 
 

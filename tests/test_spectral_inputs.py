@@ -111,7 +111,7 @@ def test_nan_gradients_are_recorded_as_nan_with_a_warning_and_training_goes_on()
     bad[0, 0] = float("nan")
     with pytest.warns(RuntimeWarning, match="non-finite gradient at step 0"):
         snap = _step(model, rec, bad, y, torch.tensor([0, 0, 1, 1]))
-    assert np.isnan(snap.singular_values("0.weight")).all()
+        assert np.isnan(snap.singular_values("0.weight")).all()  # async: the warning comes with the values
     model.zero_grad()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -171,6 +171,7 @@ def test_memory_does_not_grow_with_steps():
             (F.cross_entropy(model(x), y) + lstm(seq)[0].pow(2).mean()).backward()
         opt.step()
         if step in (5, 29):
+            rec.wait()  # spectra still being computed hold their step's work (bounded by the queue)
             counts.append(live_tensors())
     assert counts[1] <= counts[0]
     assert rec._state is None and all(not m._forward_hooks and not m._forward_pre_hooks for m in both.modules())

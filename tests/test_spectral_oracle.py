@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from spectral_oracle import assert_spectra_close, oracle_grad_spectra
+from spectral_oracle import DEVICE, assert_spectra_close, oracle_grad_spectra
 from torch import nn
 
 from autospec import SpectralRecorder
@@ -120,15 +120,16 @@ def per_sample_ce(model, x, y):
 
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("with_groups", [True, False])
-def test_grad_spectra_match_oracle(name, with_groups):
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+def test_grad_spectra_match_oracle(name, with_groups, sync):
     torch.manual_seed(0)
     make_model, make_x, loss = CASES[name]
-    model = make_model().double()
+    model = make_model().double().to(DEVICE)
     x = make_x()
-    x = x.double() if x.is_floating_point() else x
-    y = torch.randint(0, int(loss[-1]), (N,))
+    x = (x.double() if x.is_floating_point() else x).to(DEVICE)
+    y = torch.randint(0, int(loss[-1]), (N,)).to(DEVICE)
     groups = GROUPS if with_groups else None
-    rec = SpectralRecorder(model, stats=("grad",))
+    rec = SpectralRecorder(model, stats=("grad",), sync=sync)
     with rec.record(groups=groups) as snap:
         F.cross_entropy(model(x), y).backward()
     oracle = oracle_grad_spectra(model, per_sample_ce(model, x, y), groups)
@@ -143,22 +144,22 @@ def test_grad_spectra_match_oracle(name, with_groups):
 def test_whole_spectrum_is_that_of_the_grad():
     """With groups given, the whole-batch spectrum is σ of exactly this backward's .grad."""
     torch.manual_seed(1)
-    model = mlp().double()
-    x, y = torch.randn(N, 20, dtype=torch.float64), torch.randint(0, 3, (N,))
+    model = mlp().double().to(DEVICE)
+    x, y = torch.randn(N, 20, dtype=torch.float64).to(DEVICE), torch.randint(0, 3, (N,)).to(DEVICE)
     rec = SpectralRecorder(model, stats=("grad",))
     with rec.record(groups=GROUPS) as snap:
         F.cross_entropy(model(x), y).backward()
     grad = model[0].weight.grad
     whole = snap.singular_values("0.weight")
-    assert_spectra_close(whole, torch.linalg.svdvals(grad).numpy(), "whole = .grad")
+    assert_spectra_close(whole, torch.linalg.svdvals(grad).cpu().numpy(), "whole = .grad")
 
 
 def test_float32_model_matches_float64_oracle_loosely():
     """A float32 model: recorded spectra (accumulated in float64) agree with the oracle's SVD of
     the float32 .grad to float32 accuracy."""
     torch.manual_seed(2)
-    model = mlp()
-    x, y = torch.randn(N, 20), torch.randint(0, 3, (N,))
+    model = mlp().to(DEVICE)
+    x, y = torch.randn(N, 20).to(DEVICE), torch.randint(0, 3, (N,)).to(DEVICE)
     rec = SpectralRecorder(model, stats=("grad",))
     with rec.record(groups=GROUPS) as snap:
         F.cross_entropy(model(x), y).backward()
@@ -170,12 +171,13 @@ def test_float32_model_matches_float64_oracle_loosely():
 
 
 @pytest.mark.parametrize("stats", [("grad",), ("grad", "act", "delta")])
-def test_full_batch_training_steps_stay_exact_when_the_input_repeats(stats):
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+def test_full_batch_training_steps_stay_exact_when_the_input_repeats(stats, sync):
     """Steps 2+ reuse the unchanged input's QR factors (σ(G) = σ(RΔ)); check every step."""
     torch.manual_seed(3)
-    model = nn.Sequential(nn.Linear(40, 12), nn.Tanh(), nn.Linear(12, 3)).double()
-    x, y = torch.randn(N, 40, dtype=torch.float64), torch.randint(0, 3, (N,))
-    rec = SpectralRecorder(model, stats=stats)
+    model = nn.Sequential(nn.Linear(40, 12), nn.Tanh(), nn.Linear(12, 3)).double().to(DEVICE)
+    x, y = torch.randn(N, 40, dtype=torch.float64).to(DEVICE), torch.randint(0, 3, (N,)).to(DEVICE)
+    rec = SpectralRecorder(model, stats=stats, sync=sync)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     for step in range(4):
         opt.zero_grad()

@@ -136,9 +136,10 @@ def test_a_nan_spectrum_has_rank_zero_and_no_flags():
     model = nn.Linear(4, 3)
     x = torch.randn(5, 4)
     x[0, 0] = float("nan")
-    with pytest.warns(RuntimeWarning, match="non-finite"), SpectralRecorder(model).record() as snap:
+    with SpectralRecorder(model).record() as snap:
         model(x).sum().backward()
-    assert np.isnan(snap.singular_values("weight")).all() and snap.rank("weight") == 0
+    with pytest.warns(RuntimeWarning, match="non-finite"):  # when the values are read (async mode)
+        assert np.isnan(snap.singular_values("weight")).all() and snap.rank("weight") == 0
     df = snap.to_frame()
     assert df["value"].isna().any() and not df.loc[df["value"].isna(), "rank_zero"].any()
     np.testing.assert_array_equal(df["rank_zero"].to_numpy(), df["value"].to_numpy() == 0.0)

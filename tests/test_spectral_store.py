@@ -37,8 +37,9 @@ def test_written_file_is_a_long_table_pandas_reads_alone(tmp_path):
     path = tmp_path / "spectra.parquet"
     snaps = _run(path)
     df = pd.read_parquet(path)  # no autospec import needed to read it
-    assert list(df.columns) == ["step", "key", "stat", "group", "index", "value", "rank_zero"]
+    assert list(df.columns) == ["step", "key", "stat", "group", "index", "value", "rank_zero", "error_bound"]
     assert df["rank_zero"].dtype == bool
+    assert (df["error_bound"] == 0.0).all()  # exact routes
     assert str(df["step"].dtype) == "int64" and str(df["index"].dtype) == "int32"
     assert df["value"].dtype == np.float64
     assert sorted(df["step"].unique()) == [0, 1, 2]
@@ -47,7 +48,7 @@ def test_written_file_is_a_long_table_pandas_reads_alone(tmp_path):
     np.testing.assert_array_equal(sel["value"].to_numpy(), snaps[2].singular_values("0.weight", "grad", 1))
     meta = pq.read_schema(path).metadata
     assert json.loads(meta[b"autospec.metadata"]) == {"run": "test"}
-    assert json.loads(meta[b"autospec.schema"])["id"] == "autospec-spectra/2"
+    assert json.loads(meta[b"autospec.schema"])["id"] == "autospec-spectra/3"
 
 
 def test_a_failed_run_leaves_no_file_and_no_temp(tmp_path):
@@ -68,6 +69,7 @@ def test_files_of_schema_1_read_with_rank_zero_all_false(tmp_path):
     old.to_parquet(tmp_path / "old.parquet", index=False)
     df = read_spectra(tmp_path / "old.parquet")
     assert df["rank_zero"].dtype == bool and not df["rank_zero"].any()
+    assert (df["error_bound"] == 0.0).all()  # files before schema /3 hold exact values only
 
 
 def test_a_frame_without_rank_zero_is_written_with_it_derived(tmp_path):

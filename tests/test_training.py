@@ -75,9 +75,9 @@ def test_config_defaults_and_relative_data_path(tmp_path):
     assert cfg.training["epochs"] == 20 and cfg.training["lr"] == 0.001 and cfg.training["batch_size"] is None
     assert cfg.training["device"] == "auto" and cfg.training["deterministic"] is True
     assert cfg.training["checkpoint_every"] == 5 and cfg.training["threads"] is None
-    assert cfg.recording == {"every": 1, "stats": ["grad", "act", "delta"], "top_k": None, "groups": True,
-                             "subjects": False, "subject_stats": ["grad"], "subject_keys": None,
-                             "group_sampling": "all", "sampling_seed": 0}  # fmt: skip
+    assert cfg.recording == {"every": 1, "schedule": None, "async": True, "stats": ["grad", "act", "delta"],
+                             "top_k": None, "groups": True, "subjects": False, "subject_stats": ["grad"],
+                             "subject_keys": None, "group_sampling": "all", "sampling_seed": 0}  # fmt: skip
     assert cfg.raw["split"] == "none" and not cfg.settings.split.held_out
     over = load_run_config(p, overrides={"training.threads": 3, "training.device": None})
     assert over.training["threads"] == 3 and over.training["device"] == "auto"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +30,7 @@ def validate_groups(groups: object) -> torch.Tensor | None:
         raise TypeError(f"groups must hold integer group ids, got dtype {g.dtype}")
     if g.dim() != 1:
         raise ValueError(f"groups must be 1-D (one id per sample), got shape {tuple(g.shape)}")
-    if g.numel() and int(g.min()) < 0:
-        raise ValueError(f"group ids must be >= 0, got {int(g.min())}")
-    return g.long()
+    return g.long()  # ids >= 0 are checked when the groups are first laid out (GroupIndex), on the host
 
 
 def check_group_arg(group: object) -> int | None:
@@ -44,48 +42,149 @@ def check_group_arg(group: object) -> int | None:
     return int(group)
 
 
+class Blocks(list):  # type: ignore[type-arg]
+    """Sample indices of each group on a device (a list, as adapters receive it), with
+    ``ranges``: per group ``(start, count)`` when its samples are one ascending run, else None —
+    read on the host, so taking a group's samples needs no device synchronisation."""
+
+    ranges: list[tuple[int, int] | None]
+
+
+class _OnDevice:
+    """A GroupIndex's index tensors on one device (built once, on first use there)."""
+
+    def __init__(self, gi: GroupIndex, device: torch.device):
+        self.inverse = gi.inverse.to(device)
+        self.slot = gi.slot.to(device)  # sample -> row of the (K * rmax) padded layout
+        self.pad = gi.pad.to(device) if gi.pad.numel() else None  # rows of the layout no sample fills
+        blocks = Blocks(torch.split(gi.order.to(device), gi.counts))
+        blocks.ranges = gi.ranges
+        self.blocks = blocks
+
+
 class GroupIndex:
-    """The step's groups: sorted ids, each sample's group position, and the batch order by group."""
+    """The step's groups: sorted ids, counts, and how samples are laid out group by group.
+
+    Built once per groups tensor (:class:`GroupCache`): a recorder recording the same groups
+    every step computes ids, counts and index tensors once, not at every step.
+    """
 
     def __init__(self, groups: torch.Tensor | None):
         self.groups = groups
+        self._on: dict[torch.device, _OnDevice] = {}
+        self._subs: dict[tuple[int, int], GroupIndex] = {}
         if groups is None:
             self.ids: list[int] = []
             self.k = 1
             self.n = None
+            self.counts: list[int] = []
+            self.rmax = 0
             return
-        uniq, inverse = torch.unique(groups, return_inverse=True)
-        self.ids = [int(v) for v in uniq.tolist()]
+        g = groups.detach().cpu()
+        if g.numel() and int(g.min()) < 0:
+            raise ValueError(f"group ids must be >= 0, got {int(g.min())}")
+        uniq, inverse = torch.unique(g, return_inverse=True)
+        self._layout([int(v) for v in uniq.tolist()], inverse)
+
+    def _layout(self, ids: list[int], inverse: torch.Tensor) -> None:
+        self.ids = ids
         self.k = len(self.ids)
-        self.n = int(groups.numel())
+        self.n = int(inverse.numel())
         self.inverse = inverse  # sample -> position of its group in self.ids
         self.order = torch.argsort(inverse, stable=True)  # the batch's samples ordered by group
         self.counts = torch.bincount(inverse, minlength=self.k).tolist()
+        self.rmax = max(self.counts, default=0)
+        starts = [0]
+        for c in self.counts[:-1]:
+            starts.append(starts[-1] + c)
+        rank = torch.empty_like(self.order)
+        rank[self.order] = torch.arange(self.n) - torch.tensor(starts, dtype=torch.long)[inverse[self.order]]
+        self.slot = inverse * self.rmax + rank  # position of each sample in the padded layout
+        filled = torch.zeros(self.k * self.rmax, dtype=torch.bool)
+        filled[self.slot] = True
+        self.pad = torch.nonzero(~filled).flatten()
+        self.ranges: list[tuple[int, int] | None] = []
+        for s, c in zip(starts, self.counts):
+            idx = self.order[s : s + c]
+            run = c > 0 and int(idx[-1]) - int(idx[0]) + 1 == c
+            self.ranges.append((int(idx[0]), c) if run else None)
 
     @property
     def grouped(self) -> bool:
         return self.groups is not None
 
+    def sub(self, start: int, stop: int) -> GroupIndex:
+        """The layout of samples ``start..stop-1`` alone (same groups, some possibly empty)."""
+        if self.groups is None:
+            return self
+        if (start, stop) not in self._subs:
+            sub = GroupIndex.__new__(GroupIndex)
+            sub.groups, sub._on, sub._subs = self.groups[start:stop], {}, {}
+            sub._layout(self.ids, self.inverse[start:stop])
+            self._subs[(start, stop)] = sub
+        return self._subs[(start, stop)]
+
+    def on(self, device: torch.device) -> _OnDevice:
+        if device not in self._on:
+            self._on[device] = _OnDevice(self, device)
+        return self._on[device]
+
     def of_positions(self, sample_ids: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """Group position of each position along a sample axis (``sample_ids`` maps positions to samples)."""
-        inv: torch.Tensor = self.inverse.to(device)
+        inv: torch.Tensor = self.on(device).inverse
         return inv if sample_ids is None else inv[sample_ids.to(device)]
 
-    def split(self, rows: torch.Tensor, start: int = 0) -> list[torch.Tensor]:
-        """Per-group row blocks ``(n_k·R, width)`` of per-sample rows ``(n, R, width)`` (samples start..)."""
-        width = rows.shape[-1]
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Per-sample rows ``(n, R, w)`` laid out by group: ``(K, rmax·R, w)``, groups padded with
+        zero rows to the largest group (zero rows change neither products nor singular values).
+        Always a new tensor (the caller may keep it past the step)."""
+        n, r, w = rows.shape
         if self.groups is None:
-            return [rows.reshape(-1, width)]
-        if start == 0 and rows.shape[0] == self.n:
-            order, counts = self.order.to(rows.device), self.counts
-        else:
-            idx = self.inverse[start : start + rows.shape[0]].to(rows.device)
-            order = torch.argsort(idx, stable=True)
-            counts = torch.bincount(idx, minlength=self.k).tolist()
-        return [b.reshape(-1, width) for b in torch.split(rows[order], counts)]
+            return rows.reshape(1, n * r, w).clone()
+        on = self.on(rows.device)
+        out = rows.new_empty((self.k * self.rmax, r, w))
+        out.index_copy_(0, on.slot, rows)
+        if on.pad is not None:
+            out.index_fill_(0, on.pad, 0)
+        return out.view(self.k, self.rmax * r, w)
 
     def blocks(self, device: torch.device) -> list[torch.Tensor | None]:
         """Sample indices of each group (``[None]``: all samples, no groups)."""
         if self.groups is None:
             return [None]
-        return list(torch.split(self.order.to(device), self.counts))
+        return self.on(device).blocks
+
+
+class GroupCache:
+    """The GroupIndex of the last groups seen: reused while the same groups come back.
+
+    Same groups: the same tensor (identity, version counter and data pointer) or, failing that,
+    equal values (a comparison of ``N`` integers, on the host when the ids are).
+    """
+
+    def __init__(self) -> None:
+        self._src: object = None
+        self._sig: tuple[int, int] | None = None
+        self._gi = GroupIndex(None)
+
+    def get(self, groups: object, validate: Callable[[object], torch.Tensor | None]) -> GroupIndex:
+        """The GroupIndex of ``groups`` (the user's argument; ``validate`` checks and converts it)."""
+        if groups is None:
+            return GroupIndex(None) if self._gi.grouped else self._gi
+        if (
+            isinstance(groups, torch.Tensor)
+            and groups is self._src
+            and self._sig == (groups._version, groups.data_ptr())
+        ):
+            return self._gi
+        g = validate(groups)
+        assert g is not None
+        prev = self._gi.groups
+        same = prev is not None and prev.shape == g.shape and torch.equal(prev, g.to(prev.device))
+        if not same:
+            self._gi = GroupIndex(g.cpu().clone())
+        if isinstance(groups, torch.Tensor):
+            self._src, self._sig = groups, (groups._version, groups.data_ptr())
+        else:
+            self._src, self._sig = None, None
+        return self._gi

@@ -6,10 +6,16 @@ import fnmatch
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
+from .schedules import Every, as_schedule
+
 STATS = ("grad", "act", "delta")
+METHODS = ("exact", "iterative", "auto")
+#: ``method="auto"``: the smallest side of a weight from which top-k iteration replaces exact σ(G)
+WIDE = 512
 IncludeItem = str | type[nn.Module]
 
 
@@ -100,6 +106,38 @@ class RecorderOptions:
     axes: SampleAxes
     assume_independent: bool
     subspaces: int | None
+    schedule: Any = None  # callable step -> bool
+    sync: bool = False
+    static_inputs: bool | None = None
+    method: str = "exact"
+    tol: float = 1e-6
+    sharing: bool = False
+    queue_bytes: int = 256 << 20
+    worker_threads: int = 1
+
+    def iterative(self, shape: tuple[int, int]) -> bool:
+        """Whether σ(G) of a weight of this ``(n_out, n_in)`` shape is found by top-k iteration."""
+        if self.method == "exact" or self.top_k is None or self.top_k >= min(shape):
+            return False
+        return self.method == "iterative" or min(shape) >= WIDE
+
+
+def _flag(name: str, value: object, allow_none: bool = False) -> bool | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def _method(method: object, top_k: int | None, tol: object) -> tuple[str, float]:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method != "exact" and top_k is None:
+        raise ValueError(f"method={method!r} finds the top-k singular values: give top_k=")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 < float(tol) < 1:
+        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
+    return str(method), float(tol)
 
 
 def validate_options(
@@ -111,11 +149,23 @@ def validate_options(
     batch_dim: int | Mapping[str, int],
     assume_independent: object,
     subspaces: object,
+    schedule: object = None,
+    sync: object = False,
+    static_inputs: object = None,
+    method: object = "exact",
+    tol: object = 1e-6,
+    sharing: object = False,
+    queue_bytes: object = 256 << 20,
+    worker_threads: object = 1,
 ) -> RecorderOptions:
     if not isinstance(assume_independent, bool):
         raise TypeError(f"assume_independent must be True or False, got {assume_independent!r}")
     every_i = positive_int("every", every)
     assert every_i is not None
+    if schedule is not None and every_i != 1:
+        raise ValueError("give either every= or schedule=, not both (every=k is schedule=k)")
+    top_k_i = positive_int("top_k", top_k, allow_none=True)
+    method_s, tol_f = _method(method, top_k_i, tol)
     stat_names = _stats(stats)
     k = positive_int("subspaces", subspaces, allow_none=True)
     if k is not None and "grad" not in stat_names:
@@ -124,8 +174,16 @@ def validate_options(
         stats=stat_names,
         include=_include(include),
         every=every_i,
-        top_k=positive_int("top_k", top_k, allow_none=True),
+        top_k=top_k_i,
         axes=_sample_axes(batch_dim),
         assume_independent=assume_independent,
         subspaces=k,
+        schedule=Every(every_i) if schedule is None else as_schedule(schedule),  # type: ignore[arg-type]
+        sync=bool(_flag("sync", sync)),
+        static_inputs=_flag("static_inputs", static_inputs, allow_none=True),
+        method=method_s,
+        tol=tol_f,
+        sharing=bool(_flag("sharing", sharing)),
+        queue_bytes=int(positive_int("queue_bytes", queue_bytes) or 0),
+        worker_threads=int(positive_int("worker_threads", worker_threads) or 1),
     )

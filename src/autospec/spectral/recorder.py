@@ -2,17 +2,21 @@
 
 How one recorded step works
 ---------------------------
-On entering ``record()`` the recording plan is resolved afresh (requires_grad changes and new
-modules are honoured) and hooks are installed; on leaving they are removed, so an unrecorded step
-costs nothing. A forward hook on each adapter layer keeps a reference to that call's input (the
-tensor autograd already saved) and registers a hook on that call's output tensor, which receives
-Δ during the backward. The closure binds Δ to the A of the same call, so a module called several
-times per step (RNN cells over time, shared weights) pairs correctly in any backward order — this
-subsumes the LIFO stack of NOTES §2, and tensor hooks, unlike full backward hooks, survive
-in-place ops such as ``ReLU(inplace=True)``. The Δ hook reduces at once into bounded
-accumulators (:mod:`.step`, :mod:`.accumulators`). Modules without an adapter go through the
-exact generic replay (:mod:`.replay`), grad only. On leaving the block, each weight's spectra
-are finished with batched float64 SVDs; contributions of every use of a weight are summed first.
+On entering ``record()`` the recording plan is looked up (re-resolved whenever the model's
+modules, parameters or ``requires_grad`` flags changed) and hooks are installed; on leaving they
+are removed, so an unrecorded step costs nothing. A forward hook on each adapter layer keeps a
+reference to that call's input (the tensor autograd already saved) and registers a hook on that
+call's output tensor, which receives Δ during the backward. The closure binds Δ to the A of the
+same call, so a module called several times per step (RNN cells over time, shared weights) pairs
+correctly in any backward order — this subsumes the LIFO stack of NOTES §2, and tensor hooks,
+unlike full backward hooks, survive in-place ops such as ``ReLU(inplace=True)``. Calls are
+buffered and reduced together into owned tensors (:mod:`.step`). Modules without an adapter go
+through the exact generic replay (:mod:`.replay`), grad only.
+
+On leaving the block the step's work is handed to a worker thread (:mod:`.pipeline`), which takes
+the singular values — batched by shape across layers — while training goes on;
+``snapshot.singular_values`` waits for its own values. ``sync=True`` computes them before the
+block exits (debugging); both modes give bit-identical spectra.
 
 The first recorded step (and any step after the configuration changed) is also checked
 (:mod:`.verify`): every use of a recorded weight must be seen, and with groups, samples must not
@@ -24,6 +28,7 @@ Group spectra use the loss's own normalisation: with a mean-reduced loss Δ carr
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,14 +40,18 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.hooks import RemovableHandle
 
 from . import replay
-from .groups import GroupIndex, validate_groups
+from .finish import finish_job
+from .groups import GroupCache, validate_groups
 from .input_cache import InputCache
 from .options import STATS, IncludeItem, validate_options
-from .registry import SampleLayout, sample_layouts
+from .pipeline import PIPELINE, Job, run_with_threads
+from .registry import SampleLayout, registry_version, route_state, sample_layouts
+from .schedules import ScheduleLike, is_scheduled
 from .snapshot import Snapshot
-from .step import AdapterCall, Step
+from .step import Step
 from .targets import AdapterUse, GenericUse, Plan, check_include, resolve
 from .verify import Verifier, signature
+from .work import Work
 
 
 class SpectralRecorder:
@@ -66,6 +75,21 @@ class SpectralRecorder:
         right as that assumption).
     subspaces : also keep the top-k left/right singular vectors of each group's gradient
         (:meth:`Snapshot.principal_angles`).
+    schedule : when to record instead of ``every``: an int k, a list of steps, a callable
+        ``step -> bool`` or a :mod:`~autospec.spectral.schedules` object (``log_spaced(999, 50)``).
+    sync : compute the spectra before the ``record()`` block exits (debugging). Default: on a
+        worker thread while training goes on (bit-identical results).
+    static_inputs : None (default) detects an unchanged data input by identity and version
+        counter; True declares full-batch training (reuse from the first step on); False never
+        reuses (see :mod:`.input_cache` for what identity cannot see).
+    method : ``"exact"`` (default), ``"iterative"`` (top-k σ(G) of every weight by warm-started
+        subspace iteration, with error bounds; needs ``top_k``) or ``"auto"`` (iterative only for
+        weights whose smaller side is at least :data:`~.options.WIDE`).
+    tol : iteration stops when every error bound is at most ``tol · σ₁``.
+    sharing : also record σ of the gradient per share of its weight-sharing dimension (per time
+        step of a recurrent cell, per token, per convolution output position).
+    queue_bytes : memory cap of the work waiting for the worker (back-pressure beyond it).
+    worker_threads : intra-op threads used to compute the spectra.
     """
 
     def __init__(
@@ -79,33 +103,89 @@ class SpectralRecorder:
         batch_dim: int | Mapping[str, int] = 0,
         assume_independent: bool = False,
         subspaces: int | None = None,
+        schedule: ScheduleLike | None = None,
+        sync: bool = False,
+        static_inputs: bool | None = None,
+        method: str = "exact",
+        tol: float = 1e-6,
+        sharing: bool = False,
+        queue_bytes: int = 256 << 20,
+        worker_threads: int = 1,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.options = validate_options(
             stats=stats, include=include, every=every, top_k=top_k, batch_dim=batch_dim,
-            assume_independent=assume_independent, subspaces=subspaces,
+            assume_independent=assume_independent, subspaces=subspaces, schedule=schedule, sync=sync,
+            static_inputs=static_inputs, method=method, tol=tol, sharing=sharing, queue_bytes=queue_bytes,
+            worker_threads=worker_threads,
         )  # fmt: skip
         self.model = model
         self.stats = self.options.stats
         self.every, self.top_k = self.options.every, self.options.top_k
+        self.schedule = self.options.schedule
         self.options.axes.check_names(model)
         check_include(model, self.options.include)
+        self._plan_key: tuple[Any, ...] | None = None
+        self._plan_cache: Plan | None = None
         self._plan()  # refuses (e.g. sparse gradients) at construction, not at the first step
         self.step = 0
         self._state: Step | None = None
         self._inputs: dict[str, InputCache] = {}
+        self._groups = GroupCache()
+        self._warm: dict[tuple[str, int], torch.Tensor] = {}  # top-k warm starts (worker side)
+        self._jobs: collections.deque[tuple[Job, Snapshot]] = collections.deque()
         self._verified: tuple[Any, ...] | None = None
         self._pending: dict[int, list[replay.CallState]] = {}
+        self._force = False
 
-    def _plan(self) -> Plan:
-        plan = resolve(self.model, self.options)
-        if plan.refused:
-            raise ValueError(
-                "autospec: cannot record "
-                + "; ".join(f"{s.key!r} ({s.module or 'the model'}): {s.reason}" for s in plan.refused)
-            )
-        return plan
+    def _plan(self, modules: list[nn.Module] | None = None) -> Plan:
+        """The recording plan, resolved again whenever modules, parameters or flags changed."""
+        modules = list(self.model.modules()) if modules is None else modules
+        key = (
+            registry_version(),
+            [(id(m), route_state(m)) for m in modules],
+            # every module's own parameters (what model.parameters() walks, without a second walk)
+            [(id(p), p.requires_grad) for m in modules for p in m._parameters.values() if p is not None],
+        )
+        if key != self._plan_key or self._plan_cache is None:
+            plan = resolve(self.model, self.options)
+            if plan.refused:
+                raise ValueError(
+                    "autospec: cannot record "
+                    + "; ".join(f"{s.key!r} ({s.module or 'the model'}): {s.reason}" for s in plan.refused)
+                )
+            self._plan_key, self._plan_cache = key, plan
+        return self._plan_cache
+
+    def records_at(self, step: int) -> bool:
+        """Whether the ``record()`` call with this step index records (the schedule)."""
+        return is_scheduled(self.schedule, step)
+
+    @contextlib.contextmanager
+    def forced(self) -> Iterator[None]:
+        """Record the next ``record()`` calls whatever the schedule says (e.g. to rebuild input
+        caches after resuming a run)."""
+        before, self._force = self._force, True
+        try:
+            yield
+        finally:
+            self._force = before
+
+    def wait(self) -> None:
+        """Wait until every step recorded so far has its spectra; raise the first failure."""
+        while self._jobs:
+            job, _ = self._jobs[0]
+            job.done.wait()
+            self._raise_failed()
+
+    def _raise_failed(self) -> None:
+        while self._jobs and self._jobs[0][0].done.is_set():
+            job, snap = self._jobs.popleft()
+            if job.error is not None:
+                raise RuntimeError(
+                    f"autospec: computing the spectra of step {snap.step} failed: {job.error}"
+                ) from job.error
 
     @property
     def keys(self) -> list[str]:
@@ -118,17 +198,18 @@ class SpectralRecorder:
         """Record the forward and backward run inside the block; the snapshot fills on exit."""
         if self._state is not None:
             raise RuntimeError("record() blocks of one SpectralRecorder cannot nest (this one is already open)")
+        self._raise_failed()
         step = self.step
         self.step += 1
-        if step % self.every:
+        if not self._force and not self.records_at(step):
             yield Snapshot(step, recorded=False)
             return
-        g = validate_groups(groups)
-        gi = GroupIndex(g)
-        plan = self._plan()
+        gi = self._groups.get(groups, validate_groups)
+        modules = list(self.model.modules())
+        plan = self._plan(modules)
         snap = Snapshot(step, groups=list(gi.ids))
         self._state = Step(plan, gi, self.options, self._inputs)
-        sig = signature(self.model, plan, gi.grouped)
+        sig = signature(modules, plan, gi.grouped)
         check = (
             Verifier(self.model, plan, gi, self.options.axes, not self.options.assume_independent)
             if sig != self._verified
@@ -174,24 +255,16 @@ class SpectralRecorder:
             if problem is not None:
                 raise ValueError(f"autospec: cannot record {u.key!r} at '{u.name}': {problem}")
             axis = u.axis % x.dim()
-            xs = x.detach().movedim(axis, 0)
-            if xs.is_floating_point() and xs.dtype != output.dtype:  # autocast: the operand the layer used
+            xs = x.detach() if axis == 0 else x.detach().movedim(axis, 0)
+            if xs.dtype != output.dtype and xs.is_floating_point():  # autocast: the operand the layer used
                 xs = xs.to(output.dtype)
-            self._check_batch(xs.shape[0], f"'{u.name}' (dim {axis} of its input)")
-            st.calls[u.key] = st.calls.get(u.key, 0) + 1
-            cached = False
-            if not x.requires_grad:  # a data input: it may repeat (full-batch training)
-                c = st.caches.get(u.key)
-                cached = c is not None and c.matches(xs, st.groups.groups)
-                if cached:
-                    st.cached_calls[u.key] = st.cached_calls.get(u.key, 0) + 1
-                else:
-                    st.new_inputs[u.key] = xs
-            call = AdapterCall(u, xs, cached)
+            if st.groups.grouped and xs.shape[0] != st.groups.n:
+                self._check_batch(xs.shape[0], f"'{u.name}' (dim {axis} of its input)")
+            call = st.add_call(u, x, xs, data_input=not x.requires_grad)
 
             def on_delta(grad: torch.Tensor) -> None:
                 if not replay.internal() and self._state is st:
-                    st.reduce(call, grad.detach().movedim(axis, 0))
+                    st.on_delta(call, grad.detach() if axis == 0 else grad.detach().movedim(axis, 0))
 
             output.register_hook(on_delta)  # type: ignore[no-untyped-call]
 
@@ -247,22 +320,38 @@ class SpectralRecorder:
     def _finish(self, snap: Snapshot) -> None:
         st = self._state
         assert st is not None
-        st.finish(snap)
-        if st.nonfinite:
-            warnings.warn(
-                f"autospec: non-finite gradient at step {snap.step} in {', '.join(sorted(set(st.nonfinite)))}; "
-                "its spectra are recorded as NaN",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        if not snap.keys:
-            seen_forward = bool(st.calls) or any(st.replays.values())
-            why = (
-                "the forward ran inside the record() block but not its backward"
-                if seen_forward
-                else "run the model's forward AND backward inside the record() block (or no recorded weight took part)"
-            )
-            warnings.warn(f"autospec: nothing was recorded at step {snap.step}: {why}", RuntimeWarning, stacklevel=4)
+
+        def hand_over(works: list[Work], keys: list[str], grad_only: list[str]) -> None:
+            snap.mark_grad_only(grad_only)
+            if not keys:
+                seen_forward = bool(st.calls) or any(st.replays.values())
+                why = (
+                    "the forward ran inside the record() block but not its backward"
+                    if seen_forward
+                    else "run the model's forward AND backward inside the record() block "
+                    "(or no recorded weight took part)"
+                )
+                warnings.warn(
+                    f"autospec: nothing was recorded at step {snap.step}: {why}", RuntimeWarning, stacklevel=6
+                )
+            self._submit(snap, works, keys, list(st.plan.slots))
+
+        st.finish(hand_over)
+
+    def _submit(self, snap: Snapshot, works: list[Work], keys: list[str], order: list[str]) -> None:
+        st = self._state
+        device = st.device if st is not None else None
+        run, nbytes, event = finish_job(snap, works, order, self.options, self._warm, device=device)
+        job = Job(run, nbytes, self.options.worker_threads, self.options.queue_bytes, event)
+        if self.options.sync:
+            run_with_threads(job)
+            if job.error is not None:
+                raise job.error
+            snap.wait()  # issues the step's warnings (non-finite gradients) now
+            return
+        snap.expect(keys)
+        PIPELINE.submit(job)
+        self._jobs.append((job, snap))
 
 
 def _delta_setter(call: replay.ReplayCall, i: int) -> Any:

@@ -70,6 +70,7 @@ class Registry(Generic[T]):
     def add(self, types: ModuleTypes, entry: T) -> None:
         for t in _as_types(types):
             self._by_type[t] = entry
+        _VERSION[0] += 1
 
     def lookup(self, module: nn.Module) -> T | None:
         for t in type(module).__mro__:
@@ -88,6 +89,14 @@ def _as_types(types: ModuleTypes) -> tuple[type[nn.Module], ...]:
         if not (isinstance(t, type) and issubclass(t, nn.Module)):
             raise TypeError(f"registries map nn.Module subclasses, got {t!r}")
     return out
+
+
+_VERSION = [0]
+
+
+def registry_version() -> int:
+    """Bumped by every registration (a recorder's cached plan is resolved again after one)."""
+    return _VERSION[0]
 
 
 ADAPTERS: Registry[LayerAdapter] = Registry("layer adapter")
@@ -160,3 +169,20 @@ def sample_layouts(module: nn.Module, output: Any, default_axis: int) -> list[Sa
         return list(rule(module, output, default_axis))
     leaves = tree_flatten(output)[0]
     return [SampleLayout(default_axis) if isinstance(x, torch.Tensor) else None for x in leaves]
+
+
+_ENTRIES: dict[type[nn.Module], tuple[int, LayerAdapter | None, RefusalRule | None]] = {}
+
+
+def route_state(module: nn.Module) -> tuple[bool, str | None] | None:
+    """What of a module's own configuration decides its weights' route (adapter applies, refusal);
+    None for a module type with neither (looked up once per type and registry version)."""
+    t = type(module)
+    entry = _ENTRIES.get(t)
+    if entry is None or entry[0] != _VERSION[0]:
+        entry = (_VERSION[0], ADAPTERS.lookup(module), REFUSALS.lookup(module))
+        _ENTRIES[t] = entry
+    _, adapter, refusal = entry
+    if adapter is None and refusal is None:
+        return None
+    return (adapter is not None and adapter.applies(module)), (None if refusal is None else refusal(module))

@@ -1,6 +1,6 @@
 """The spectra file: one Parquet long table per run, readable by pandas without autospec.
 
-Columns (one row per singular value), schema ``autospec-spectra/2``:
+Columns (one row per singular value), schema ``autospec-spectra/3``:
 
 =========  =======  ============================================================
 column     type     meaning
@@ -12,12 +12,18 @@ group      int64    group id of the samples used; -1 = the whole batch
 index      int32    position in the descending list of singular values, 0-based
 value      float64  the singular value (NaN if the gradient was not finite)
 rank_zero  bool     True ⇔ the value lies beyond the numerical rank; it is then exactly 0.0
+error_bound float64 0.0 for the exact routes; for top-k values found by iteration
+                    (``method=``) a residual bound r: a singular value lies within r
 =========  =======  ============================================================
 
 ``rank_zero``: values at or below ``max(m, n) · eps · σ₁`` (eps of the dtype the layer computed in,
 float32 for float32 and autocast layers) are rounding noise or structural zeros; they are stored
 as 0.0 and flagged, so ``rank_zero == (value == 0.0)``. Files of schema ``/1`` have no such
-column; :func:`read_spectra` returns it as all False for them.
+column; :func:`read_spectra` returns it as all False for them, and ``error_bound`` as 0.0 for
+files of schemas ``/1`` and ``/2`` (which only had exact values).
+
+Spectra along the weight-sharing dimension (``SpectralRecorder(sharing=True)``) go to the sibling
+``<stem>.sharing.parquet`` (:mod:`.store_sharing`).
 
 Singular vectors (``SpectralRecorder(subspaces=k)``) go to a sibling file
 ``<stem>.subspaces.parquet`` (:func:`subspaces_path`), one row per vector, schema
@@ -48,7 +54,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -59,12 +64,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .parquet_io import schema_meta, temp_beside
+from .store_sharing import SharingWriter, sharing_frame
 from .subspaces import principal_angles
 
 if TYPE_CHECKING:
     from .snapshot import Snapshot
 
-SCHEMA_ID = "autospec-spectra/2"
+SCHEMA_ID = "autospec-spectra/3"
 SUBSPACES_SCHEMA_ID = "autospec-subspaces/1"
 COLUMNS = {
     "step": "recorded step (epoch in full-batch training), 0-based",
@@ -74,6 +81,7 @@ COLUMNS = {
     "index": "0-based position in the descending singular values",
     "value": "singular value, float64 (NaN when the gradient was not finite)",
     "rank_zero": "True iff the value is beyond the numerical rank (max(m,n)*eps(layer dtype)*sigma_1); it is then 0.0",
+    "error_bound": "0 for exact values; top-k iteration: a singular value lies within this distance of the value",
 }
 #: the columns every spectra file has (``rank_zero`` is absent from files of schema ``/1``)
 REQUIRED_COLUMNS = ("step", "key", "stat", "group", "index", "value")
@@ -86,6 +94,7 @@ ARROW_SCHEMA = pa.schema(
         ("index", pa.int32()),
         ("value", pa.float64()),
         ("rank_zero", pa.bool_()),
+        ("error_bound", pa.float64()),
     ]
 )
 SUBSPACE_COLUMNS = {
@@ -115,7 +124,7 @@ def frame_from_snapshot(snap: Snapshot) -> pd.DataFrame:
     items = snap.items() if snap.recorded else []
     if not items:
         return empty_frame()
-    ranks = snap.ranks()
+    ranks, bounds = snap.ranks(), snap.bounds()
     lens = np.array([len(v) for _, v in items], dtype=np.int64)
     index = np.concatenate([np.arange(n, dtype=np.int32) for n in lens])
     rank_rows = np.repeat(np.array([ranks[k] for k, _ in items], dtype=np.int64), lens)
@@ -129,6 +138,7 @@ def frame_from_snapshot(snap: Snapshot) -> pd.DataFrame:
             "index": index,
             "value": value,
             "rank_zero": (index >= rank_rows) & ~np.isnan(value),  # a NaN spectrum has no rank
+            "error_bound": np.concatenate([bounds.get(k, np.zeros(len(v))) for k, v in items]),
         }
     )
 
@@ -155,22 +165,6 @@ def subspaces_path(path: os.PathLike[str] | str) -> Path:
     return p.with_name(f"{p.stem}.subspaces.parquet")
 
 
-def _temp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _meta(schema_id: str, columns: Mapping[str, str], metadata: Mapping[str, Any]) -> dict[bytes, bytes]:
-    return {
-        b"autospec.schema": json.dumps({"id": schema_id, "columns": dict(columns)}).encode(),
-        b"autospec.metadata": json.dumps(dict(metadata), default=str).encode(),
-    }
-
-
 class SpectraWriter:
     """Stream snapshots into one Parquet file; the file appears complete on ``close()``.
 
@@ -184,19 +178,23 @@ class SpectraWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.metadata = dict(metadata or {})
-        self._tmp = _temp_beside(self.path)
-        schema = ARROW_SCHEMA.with_metadata(_meta(SCHEMA_ID, COLUMNS, self.metadata))
+        self._tmp = temp_beside(self.path)
+        schema = ARROW_SCHEMA.with_metadata(schema_meta(SCHEMA_ID, COLUMNS, self.metadata))
         self._writer = pq.ParquetWriter(self._tmp, schema)
         self._sub: pq.ParquetWriter | None = None
         self._sub_tmp: Path | None = None
+        self._sharing: SharingWriter | None = None
         self.rows = 0
 
     def write_frame(self, df: pd.DataFrame) -> None:
         """Append rows; a frame without ``rank_zero`` gets it from ``value == 0.0`` (equivalent
-        for recorded spectra, whose values beyond the rank are exactly 0.0)."""
+        for recorded spectra, whose values beyond the rank are exactly 0.0), one without
+        ``error_bound`` 0.0 (exact values)."""
         if len(df):
             if "rank_zero" not in df.columns:
                 df = df.assign(rank_zero=df["value"].to_numpy() == 0.0)
+            if "error_bound" not in df.columns:
+                df = df.assign(error_bound=np.zeros(len(df)))
             table = pa.Table.from_pandas(df[list(ARROW_SCHEMA.names)], schema=self._writer.schema, preserve_index=False)
             self._writer.write_table(table)
             self.rows += len(df)
@@ -206,23 +204,35 @@ class SpectraWriter:
         if not len(df):
             return
         if self._sub is None:
-            self._sub_tmp = _temp_beside(subspaces_path(self.path))
-            meta = _meta(SUBSPACES_SCHEMA_ID, SUBSPACE_COLUMNS, {**self.metadata, "spectra_file": self.path.name})
+            self._sub_tmp = temp_beside(subspaces_path(self.path))
+            meta = schema_meta(SUBSPACES_SCHEMA_ID, SUBSPACE_COLUMNS, {**self.metadata, "spectra_file": self.path.name})
             self._sub = pq.ParquetWriter(self._sub_tmp, SUBSPACE_SCHEMA.with_metadata(meta))
         table = pa.Table.from_pandas(df[list(SUBSPACE_SCHEMA.names)], schema=self._sub.schema, preserve_index=False)
         self._sub.write_table(table)
 
+    def write_sharing(self, df: pd.DataFrame, layout: Mapping[str, Any]) -> None:
+        """Append rows of the sharing-dimension table (opens the sibling file on first use)."""
+        if not len(df):
+            return
+        if self._sharing is None:
+            self._sharing = SharingWriter(self.path, self.metadata, layout)
+        self._sharing.write(df)
+
     def write(self, snapshot: Snapshot) -> None:
-        """Append one :class:`~autospec.spectral.snapshot.Snapshot` (skipped steps add nothing)."""
+        """Append one :class:`~autospec.spectral.snapshot.Snapshot` (skipped steps add nothing);
+        waits for its values when they are still being computed."""
         if snapshot.recorded:
             self.write_frame(snapshot.to_frame())
             self.write_vectors(snapshot.vectors_frame())
+            self.write_sharing(sharing_frame(snapshot), snapshot.sharing_layout())
 
     def close(self) -> Path:
         self._writer.close()
         if self._sub is not None and self._sub_tmp is not None:
             self._sub.close()
             os.replace(self._sub_tmp, subspaces_path(self.path))
+        if self._sharing is not None:
+            self._sharing.close()
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -231,6 +241,8 @@ class SpectraWriter:
             self._writer.close()
             if self._sub is not None:
                 self._sub.close()
+            if self._sharing is not None:
+                self._sharing.abort()
         finally:
             self._tmp.unlink(missing_ok=True)
             if self._sub_tmp is not None:
@@ -249,10 +261,13 @@ class SpectraWriter:
 
 
 def read_spectra(path: os.PathLike[str] | str) -> pd.DataFrame:
-    """Read a spectra file (plain ``pandas.read_parquet`` works too); ``rank_zero`` is always present."""
+    """Read a spectra file (plain ``pandas.read_parquet`` works too); ``rank_zero`` and
+    ``error_bound`` are always present."""
     df = pd.read_parquet(path)
     if "rank_zero" not in df.columns:  # schema /1: written before numerical ranks were flagged
         df["rank_zero"] = np.zeros(len(df), dtype=bool)
+    if "error_bound" not in df.columns:  # schemas /1, /2: exact values only
+        df["error_bound"] = np.zeros(len(df))
     return df
 
 

@@ -75,6 +75,14 @@ class Plan:
     def uses_of(self, key: str) -> list[str]:
         return [a.name for a in self.adapters if a.key == key] + [g.name for g in self.generics if key in g.keys]
 
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(uses, adapter uses) per key — computed once per plan (plans are cached)."""
+        if not hasattr(self, "_counts"):
+            uses = {k: len(self.uses_of(k)) for k in self.slots}
+            adapter = {k: sum(1 for a in self.adapters if a.key == k) for k in self.slots}
+            self._counts = (uses, adapter)
+        return self._counts
+
 
 def _wanted(key: str, mname: str, module: nn.Module, include: tuple[IncludeItem, ...] | None) -> bool:
     return include is None or any(_matches(item, key, mname, module) for item in include)

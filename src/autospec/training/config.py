@@ -51,6 +51,8 @@ class TrainingSettings:
 @dataclass(frozen=True)
 class RecordingSettings:
     every: int
+    schedule: dict[str, Any] | None  # {every: k} | {log: n} | {epochs: [...]} | None (= every)
+    asynchronous: bool  # the run config's ``async``
     stats: tuple[str, ...]
     top_k: int | None
     groups: bool
@@ -114,7 +116,8 @@ class RunSettings:
 def _settings(raw: dict[str, Any], where: str) -> RunSettings:
     m, t, r = raw["model"], raw["training"], raw["recording"]
     rec = {
-        **r,
+        **{k: v for k, v in r.items() if k != "async"},
+        "asynchronous": r["async"],
         "stats": tuple(r["stats"]),
         "subject_stats": tuple(r["subject_stats"]),
         "subject_keys": None if r["subject_keys"] is None else tuple(r["subject_keys"]),
@@ -125,12 +128,26 @@ def _settings(raw: dict[str, Any], where: str) -> RunSettings:
         recording=RecordingSettings(**rec),
         split=SplitSettings.parse(raw["split"], where),
     )
+    _check_schedule(settings, where)
     if settings.recording.group_sampling == "matched" and not settings.recording.groups:
         raise InputError(
             "run config field recording.group_sampling: 'matched' draws per-group subsets, but "
             f"recording.groups is false{f' (in {where})' if where else ''}"
         )
     return settings
+
+
+def _check_schedule(settings: RunSettings, where: str) -> None:
+    rec, epochs = settings.recording, settings.training.epochs
+    suffix = f" (in {where})" if where else ""
+    if rec.schedule is not None and rec.every != 1:
+        raise InputError(f"run config field recording.schedule: give either every or schedule, not both{suffix}")
+    late = [e for e in (rec.schedule or {}).get("epochs", []) if e >= epochs]
+    if late:
+        raise InputError(
+            f"run config field recording.schedule.epochs: {late[0]} is not an epoch of this run "
+            f"(training.epochs = {epochs}: epochs 0..{epochs - 1}){suffix}"
+        )
 
 
 @dataclass
@@ -229,5 +246,6 @@ def config_hash(cfg: RunConfig, dataset_sha256: str, device_type: str) -> str:
     """
     raw = cfg.to_dict()
     raw.pop("data")
+    raw["recording"].pop("async", None)  # where the spectra are computed does not change them
     blob = json.dumps({"config": raw, "dataset_sha256": dataset_sha256, "device": device_type}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..spectral import SpectralRecorder
+from ..spectral.schedules import Schedule, at, every, log_spaced
 from .config import RecordingSettings
 
 
@@ -37,25 +38,37 @@ def check_subject_keys(patterns, keys: list[str]) -> None:
             )
 
 
+def schedule_of(rec: RecordingSettings, epochs: int) -> Schedule:
+    """The epochs to record: ``recording.schedule`` if given, else every ``recording.every``-th."""
+    spec = rec.schedule
+    if spec is None:
+        return every(rec.every)
+    if "every" in spec:
+        return every(spec["every"])
+    if "log" in spec:
+        return log_spaced(max(0, epochs - 1), spec["log"])
+    return at(spec["epochs"])
+
+
 class Recorders:
     """``main`` records ``stats`` per group; ``sub`` (recording.subjects) one group per sample."""
 
-    def __init__(self, model: nn.Module, rec: RecordingSettings) -> None:
-        self.main = SpectralRecorder(model, stats=rec.stats, every=rec.every, top_k=rec.top_k)
+    def __init__(self, model: nn.Module, rec: RecordingSettings, epochs: int) -> None:
+        self.schedule = schedule_of(rec, epochs)
+        common = {"top_k": rec.top_k, "schedule": self.schedule, "sync": not rec.asynchronous}
+        self.main = SpectralRecorder(model, stats=rec.stats, **common)
         self.sub: SpectralRecorder | None = None
         if rec.subjects:
             check_subject_keys(rec.subject_keys, self.main.keys)
-            self.sub = SpectralRecorder(
-                model, stats=rec.subject_stats, include=rec.subject_keys, every=rec.every, top_k=rec.top_k
-            )
+            self.sub = SpectralRecorder(model, stats=rec.subject_stats, include=rec.subject_keys, **common)
 
     @property
     def active(self) -> list[SpectralRecorder]:
         return [r for r in (self.main, self.sub) if r is not None]
 
     def records_next(self) -> bool:
-        """Whether the next ``record()`` call records (the recorders share ``every``)."""
-        return self.main.step % self.main.every == 0
+        """Whether the next ``record()`` call records (the recorders share the schedule)."""
+        return self.main.records_at(self.main.step)
 
     def steps(self) -> dict[str, int]:
         out = {"main": self.main.step}
@@ -84,11 +97,11 @@ class Recorders:
         step counters are restored.
         """
         steps = [r.step for r in self.active]
-        for r in self.active:
-            r.step = 0  # a recording step whatever ``every`` is
         devices = [device.index or 0] if device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=devices), contextlib.ExitStack() as forced:
+                for r in self.active:
+                    forced.enter_context(r.forced())  # a recording step whatever the schedule says
                 step()
         finally:
             model.zero_grad(set_to_none=True)

@@ -38,7 +38,7 @@ from .memory import check_memory
 from .outputs import covariates
 from .recorders import Recorders
 from .sampling import MatchedSampler
-from .sinks import SpectraSink, snapshot_frame
+from .sinks import SpectraSink
 from .torch_env import resolve_device, sync, torch_settings
 
 
@@ -170,7 +170,7 @@ class Session:
         generator = torch.Generator().manual_seed(t.seed)
         n = data.train.n
         fixed_order = torch.randperm(n, generator=generator) if t.batch_size and t.shuffle == "once" else None
-        recorders = Recorders(model, s.recording)
+        recorders = Recorders(model, s.recording, t.epochs)
         sampler = None
         if s.recording.group_sampling == "matched":
             present = np.unique(data.train.groups.cpu().numpy()).tolist()
@@ -317,12 +317,14 @@ class Session:
             }
             self.progress.metrics.append({**row, **held})
             return d
-        if recorded:
-            self.sinks["spectra"].write(snapshot_frame(snaps[0]))
+        if recorded:  # written once their spectra are computed (a worker thread works on them)
+            self.sinks["spectra"].put(snaps[0])
             if "subject_spectra" in self.sinks:
-                self.sinks["subject_spectra"].write(snapshot_frame(snaps[1]))
+                self.sinks["subject_spectra"].put(snaps[1])
             if draw is not None:
                 self.progress.draws.append(draw)
+        for sink in self.sinks.values():
+            sink.flush(wait=False)
         sync(self.device)
         row = {
             "epoch": epoch,

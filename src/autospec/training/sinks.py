@@ -4,6 +4,10 @@ A sink streams every recorded step into its final Parquet file and, when the run
 into the current checkpoint part (see :mod:`.checkpoint`). Each step goes in with one
 ``write_frame`` call (one Parquet row group), whether it comes from the training loop or from a
 part replayed on resume, so a resumed run writes the same bytes as an uninterrupted one.
+
+Snapshots whose spectra are still being computed (the recorder's worker thread) wait in the sink
+(:meth:`SpectraSink.put`) and are written in step order as they become ready
+(:meth:`SpectraSink.flush`), all of them before a checkpoint part is cut or the file is closed.
 """
 
 from __future__ import annotations
@@ -60,6 +64,16 @@ class SpectraSink:
         self.use_parts = parts
         self.hidden_group = hidden_group
         self.part: SpectraWriter | None = None
+        self.pending: list[Any] = []  # snapshots not yet written, in step order
+
+    def put(self, snap: Any) -> None:
+        """Queue a recorded snapshot; it is written by :meth:`flush` once its values exist."""
+        self.pending.append(snap)
+
+    def flush(self, wait: bool = True) -> None:
+        """Write the queued snapshots in order: all of them (``wait``), or those ready so far."""
+        while self.pending and (wait or self.pending[0].ready):
+            self.write(snapshot_frame(self.pending.pop(0)))
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.hidden_group is not None and len(frame):
@@ -84,6 +98,7 @@ class SpectraSink:
 
     def cut(self, epoch: int) -> dict[str, str] | None:
         """Close the current part as ``<kind>.e<epoch>.parquet``; its record for the checkpoint."""
+        self.flush()
         if self.part is None:
             return None
         self.part.path = self.run.checkpoint_parts / f"{self.kind}.e{epoch:06d}.parquet"
@@ -92,12 +107,14 @@ class SpectraSink:
         return {"kind": self.kind, "name": path.name, "sha256": sha256_file(path)}
 
     def close(self) -> Path:
+        self.flush()
         if self.part is not None:
             self.part.abort()
             self.part = None
         return self.final.close()
 
     def abort(self) -> None:
+        self.pending.clear()
         for w in (self.part, self.final):
             if w is not None:
                 with contextlib.suppress(Exception):  # already failing: the first error is the one to report

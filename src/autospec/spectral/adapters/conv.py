@@ -89,8 +89,9 @@ class ConvAdapter(LayerAdapter):
         else:
             padding = list(conv.padding)
         out = []
-        for idx in blocks:
-            xs, gs = (x, grad) if idx is None else (_take(x, idx), _take(grad, idx))
+        ranges = getattr(blocks, "ranges", [None] * len(blocks))
+        for idx, run in zip(blocks, ranges):
+            xs, gs = (x, grad) if idx is None else (_take(x, idx, run), _take(grad, idx, run))
             gw = torch.ops.aten.convolution_backward(
                 gs,
                 xs,
@@ -108,11 +109,19 @@ class ConvAdapter(LayerAdapter):
         return torch.stack(out)
 
 
-def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``t[idx]`` along the sample axis; a view when ``idx`` is an ascending contiguous range."""
+def _take(t: torch.Tensor, idx: torch.Tensor, run: tuple[int, int] | None = None) -> torch.Tensor:
+    """``t[idx]`` along the sample axis; a view when the group's samples are one ascending run.
+
+    ``run`` — ``(start, count)`` known on the host (:class:`~autospec.spectral.groups.Blocks`) —
+    decides without reading ``idx``, so a device tensor is never synchronised on; without it
+    (a caller's own blocks) the indices are inspected."""
+    if run is not None:
+        return t.narrow(0, run[0], run[1])
     n = idx.numel()
     if n == 0:
         return t[:0]
+    if hasattr(idx, "ranges") or idx.device.type != "cpu":
+        return t.index_select(0, idx)
     first = int(idx[0])
     if int(idx[-1]) - first + 1 == n and (n == 1 or bool((idx[1:] - idx[:-1] == 1).all())):
         return t.narrow(0, first, n)
