@@ -35,7 +35,10 @@ rule run_config:
 # Snakemake deletes only the declared outputs before a rerun, so a run killed mid-way resumes
 # from the checkpoint.pt left in its directory (training.checkpoint_every > 0, same config).
 # Memory and run time: the config's `resources.train` (a pair's `resources` override it); every
-# other rule takes the profile's default-resources.
+# other rule takes the profile's default-resources. Under a wall-time limit
+# (`resources.max_runtime`) the runtime request is capped at it and a run that needs longer is
+# resubmitted (`retries`) until done, each job resuming from the last checkpoint
+# (docs/workflow.md, "Runs longer than the wall-time limit"; `autospec estimate` sizes them).
 rule train:
     input:
         config=f"{R}/{{runid}}/run.yaml",
@@ -48,6 +51,7 @@ rule train:
         f"{R}/benchmarks/train/{{runid}}.tsv"
     wildcard_constraints:
         runid=alternatives(PLAN.plain_runs),
+    retries: PLAN.train_retries
     conda:
         "../envs/autospec.yaml"
     threads: lambda w: PLAN.run_threads(w.runid)

@@ -201,3 +201,60 @@ def test_cli_prepare_mnist(tmp_path, t10k, capsys):
     assert cli.main(["prepare-mnist", "--out", str(tmp_path / "b.npz"), "--idx-images", str(t10k[0])]) == 2
     assert "give both" in capsys.readouterr().err
     assert not (tmp_path / "b.npz").exists()
+
+
+def test_dataset_class_groups():
+    """groups='class': the paper's MNIST setting, one group per digit (ids = digits)."""
+    ds = mnist_dataset(n_per_class=3, groups="class", seed=2)
+    assert list(ds.group_names) == [f"digit{d}" for d in range(10)]
+    assert np.array_equal(ds.groups, ds.y) and np.array_equal(np.bincount(ds.groups), [3] * 10)
+    g, names = assign_groups(np.array([7, 7, 1]), "class")
+    assert g.tolist() == [7, 7, 1] and len(names) == 10  # every digit names a group, present or not
+
+
+def test_cli_prepare_mnist_class_groups(tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    assert cli.main(["prepare-mnist", "--out", str(out), "--n-per-class", "4", "--groups", "class"]) == 0
+    ds = load_dataset(out)
+    assert ds.meta["group_rule"] == "class" and ds.n == 40 and len(ds.group_names) == 10
+    assert "digit9=4" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["prepare-mnist", "--out", str(tmp_path / "x.npz"), "--groups", "digits"])
+    assert exc.value.code == 2 and "choose from 'parity', 'class', 'random'" in capsys.readouterr().err
+
+
+def test_every_pair_of_classes_is_tested_with_bh_across_pairs(tmp_path):
+    """Ten digit groups: group-stats tests all 45 pairs (paper's tests and the seed-level tests), and
+    the seed-level q-values are Benjamini-Hochberg over every pair, weight, stat and step of a summary."""
+    import itertools
+
+    import pandas as pd
+    import yaml
+
+    from autospec.stats.multiple import bh_adjust
+
+    data = tmp_path / "m.npz"
+    assert cli.main(["prepare-mnist", "--out", str(data), "--n-per-class", "3", "--groups", "class"]) == 0
+    spectra = []
+    for seed in (0, 1, 2):
+        cfg = tmp_path / f"run{seed}.yaml"
+        run = {
+            "data": str(data),
+            "model": {"family": "mlp", "task": "classify", "hidden": [4]},
+            "training": {"epochs": 2, "seed": seed, "device": "cpu", "checkpoint_every": 0},
+            "recording": {"stats": ["grad"]},
+        }
+        cfg.write_text(yaml.safe_dump(run))
+        assert cli.main(["train", "--config", str(cfg), "--out", str(tmp_path / f"s{seed}"), "--no-progress"]) == 0
+        spectra.append(str(tmp_path / f"s{seed}" / "spectra.parquet"))
+    out = tmp_path / "stats"
+    assert cli.main(["group-stats", "--spectra", *spectra, "--out", str(out), "--permutations", "19"]) == 0
+    pairs = set(itertools.combinations(range(10), 2))
+    for name in ("paper_step_tests", "paper_index_tests", "seed_tests"):
+        t = pd.read_csv(out / f"{name}.tsv", sep="\t")
+        assert set(zip(t["group_a"], t["group_b"])) == pairs, name
+        assert set(t["name_a"]) | set(t["name_b"]) == {f"digit{d}" for d in range(10)}
+    seed = pd.read_csv(out / "seed_tests.tsv", sep="\t")
+    for _, fam in seed.groupby("summary"):
+        assert fam["p_welch"].notna().sum() > 45  # one family spans all pairs (and weights, steps)
+        np.testing.assert_allclose(fam["q_welch"], bh_adjust(fam["p_welch"].to_numpy()), equal_nan=True)

@@ -12,9 +12,7 @@ the file or field. Run it on config files you did not write (docs/robustness.md)
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 NAME = "check-config"
 HELP = "Check workflow config files (bounded YAML, schema, study plan) without running Snakemake."
@@ -38,38 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def merge(config: dict[str, Any], overwrite: Mapping[str, Any]) -> dict[str, Any]:
-    """Snakemake's update_config: mappings merged key by key, any other value replaced."""
-    for key, value in overwrite.items():
-        if isinstance(value, Mapping):
-            sub = config.get(key)
-            config[key] = merge(dict(sub) if isinstance(sub, Mapping) else {}, value)
-        else:
-            config[key] = value
-    return config
+def merge(config: dict, overwrite) -> dict:
+    """Snakemake's config merge (the one implementation is :func:`autospec.workflow.config.merge`)."""
+    from ..workflow.config import merge as merge_configs
+
+    return merge_configs(config, overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..safe_yaml import load_yaml
-    from ..workflow import check_tree, load_study
-    from ..workflow.config import MAX_DEPTH, MAX_NODES
+    from ..workflow import load_study
+    from ..workflow.config import read_config_files
 
-    base = args.workflow / "config" / "config.yaml"
-    schema = args.workflow / "config" / "schemas" / "config.schema.yaml"
-    if not schema.is_file():
-        raise InputError(f"--workflow {args.workflow}: no config/schemas/config.schema.yaml there")
-    config: dict[str, Any] = {}
-    for f in [base, *args.configfile]:
-        doc = load_yaml(f, "workflow config", max_nodes=MAX_NODES, max_depth=MAX_DEPTH)
-        if doc is None:
-            continue
-        if not isinstance(doc, Mapping):
-            raise InputError(f"{f}: workflow config must be a mapping, not a {type(doc).__name__}")
-        if "__use_yte__" in doc:
-            raise InputError(f"{f}: workflow config refused: YTE templates (__use_yte__) are Python code")
-        merge(config, doc)
-    check_tree(config)
+    config, schema = read_config_files(args.workflow, args.configfile)
     plan = load_study(config, schema)
     print(
         f"config ok: study {plan.study!r}, results in {plan.results}: {len(plan.experiments)} data set x model "

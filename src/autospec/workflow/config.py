@@ -198,3 +198,41 @@ def validate_workflow_config(config: dict[str, Any], schema_path: os.PathLike | 
     _check_overrides(config)
     check_text_fields(config)
     return config
+
+
+# ------------------------------------------------------------------------------ 3. outside Snakemake
+def merge(config: dict[str, Any], overwrite: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's update_config: mappings merged key by key, any other value replaced."""
+    for key, value in overwrite.items():
+        if isinstance(value, Mapping):
+            sub = config.get(key)
+            config[key] = merge(dict(sub) if isinstance(sub, Mapping) else {}, value)
+        else:
+            config[key] = value
+    return config
+
+
+def read_config_files(
+    workflow: os.PathLike | str, configfiles: Iterable[os.PathLike | str]
+) -> tuple[dict[str, Any], Path]:
+    """The workflow's config/config.yaml with ``configfiles`` merged over it in order (as
+    ``snakemake --configfile`` merges them), each read with the bounded loader; and the schema's path.
+
+    Not yet validated: pass both to :func:`autospec.workflow.load_study`.
+    """
+    base = Path(workflow) / "config" / "config.yaml"
+    schema = Path(workflow) / "config" / "schemas" / "config.schema.yaml"
+    if not schema.is_file():
+        raise InputError(f"--workflow {workflow}: no config/schemas/config.schema.yaml there")
+    config: dict[str, Any] = {}
+    for f in [base, *map(Path, configfiles)]:
+        doc = load_yaml(f, "workflow config", max_nodes=MAX_NODES, max_depth=MAX_DEPTH)
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            raise InputError(f"{f}: workflow config must be a mapping, not a {type(doc).__name__}")
+        if "__use_yte__" in doc:
+            raise InputError(f"{f}: workflow config refused: YTE templates (__use_yte__) are Python code")
+        merge(config, doc)
+    check_tree(config)
+    return config, schema

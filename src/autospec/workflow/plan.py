@@ -42,6 +42,7 @@ class Cell:
     resources: dict[str, Any]
     seeds: tuple[int, ...]
     difference: bool
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,19 @@ class StudyPlan:
         return self.runs[runid]["training"]["threads"] or 1
 
     def run_resource(self, runid: str, key: str) -> Any:
-        return self.cells[Path(runid).parent.as_posix()].resources[key]
+        """A training job's resource; ``runtime`` is capped at ``resources.max_runtime``."""
+        value = self.cells[Path(runid).parent.as_posix()].resources[key]
+        limit = self.config["resources"]["max_runtime"]
+        return min(value, limit) if key == "runtime" and limit else value
+
+    def run_attempts(self, runid: str) -> int:
+        """Jobs the run may take (each resumes from the last one's checkpoint)."""
+        return self.cells[Path(runid).parent.as_posix()].attempts
+
+    @property
+    def train_retries(self) -> int:
+        """The training rules' ``retries``: the most resubmissions any run may need."""
+        return max((c.attempts for c in self.cells.values()), default=1) - 1
 
     def run_gpu(self, runid: str) -> int:
         return int(self.runs[runid]["training"]["device"] == "cuda")
@@ -248,6 +261,24 @@ def _experiments(config: dict[str, Any], sources) -> tuple[dict[str, Experiment]
     return experiments, cells
 
 
+def _attempts(name: str, c: dict[str, Any], limit: int | None) -> int:
+    """Jobs one run of cell ``name`` may take under the wall-time limit (see docs/workflow.md)."""
+    runtime, given = c["resources"]["runtime"], c["resources"].get("attempts")
+    where = f"config: {name}: resources.runtime {runtime} min"
+    if not limit or runtime <= limit:
+        return given or 1
+    # each resubmission repeats at most one checkpoint interval, hence the spare job
+    attempts = given or -(-runtime // limit) + 1
+    if attempts * limit < runtime:
+        raise InputError(f"{where} does not fit in {attempts} job(s) of resources.max_runtime {limit} min")
+    if not c["training"]["checkpoint_every"]:
+        raise InputError(
+            f"{where} is over resources.max_runtime {limit} min and training.checkpoint_every is 0: "
+            "a resubmitted job would start again from epoch 0; set checkpoint_every (autospec estimate sizes it)"
+        )
+    return attempts
+
+
 def _check_run(runid: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The run's settings checked against the run schema, its defaults filled (as autospec train does)."""
     block = copy.deepcopy({"data": "data.npz", **settings})
@@ -285,7 +316,7 @@ def plan_study(config: dict[str, Any]) -> StudyPlan:
     """
     sources = _sources(config)
     experiments, raw_cells = _experiments(config, sources)
-    seeds = config["seeds"]
+    seeds, limit = config["seeds"], config["resources"]["max_runtime"]
     cells = {
         name: Cell(
             name,
@@ -295,6 +326,7 @@ def plan_study(config: dict[str, Any]) -> StudyPlan:
             c["resources"],
             tuple(k for k in seeds if k in c["seeds"]),
             c["difference"],
+            _attempts(name, c, limit),
         )
         for name, c in raw_cells.items()
     }
