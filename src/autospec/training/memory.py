@@ -123,7 +123,9 @@ def estimate(
     m, rec = settings.model, settings.recording
     batch = min(settings.training.batch_size or n_train, n_train)
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = build_model(m.family, m.task, input_shape, n_classes, m.hidden, m.activation, **m.options)
+        model = build_model(
+            m.family, m.task, input_shape, n_classes, hidden=m.hidden, activation=m.activation, **m.options
+        )
         params = sum(p.numel() for p in model.parameters())
         try:
             acts, weights = _weight_rows(model, torch.empty((batch, *input_shape)))

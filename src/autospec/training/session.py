@@ -163,7 +163,9 @@ class Session:
     def _build(cls, cfg, run, *, ds, sha, device, chash, data, blob) -> Session:
         s = cfg.settings
         m, t = s.model, s.training
-        model = build_model(m.family, m.task, data.input_shape, data.n_classes, m.hidden, m.activation, **m.options)
+        model = build_model(
+            m.family, m.task, data.input_shape, data.n_classes, hidden=m.hidden, activation=m.activation, **m.options
+        )
         model = model.to(device)
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
