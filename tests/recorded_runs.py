@@ -53,7 +53,7 @@ def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0) -> Path:
     return path
 
 
-def make_run(run_dir: Path, dataset: Path, seed=0, epochs=6, hidden=(8,), subjects=True) -> Path:
+def make_run(run_dir: Path, dataset: Path, *, seed=0, epochs=6, hidden=(8,), subjects=True) -> Path:
     """Train a tiny MLP full-batch, recording group and (optionally) per-subject spectra."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(dataset)

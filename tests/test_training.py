@@ -37,7 +37,7 @@ HIDDEN = {"cnn3d": 32}
 OPTIONS = {"bert": {"nhead": 2}}
 
 
-def make_dataset(path: Path, shape, meta, n=N, n_classes=C, seed=0, scale=1.0) -> Path:
+def make_dataset(path: Path, shape, meta, *, n=N, n_classes=C, seed=0, scale=1.0) -> Path:
     rng = np.random.default_rng(seed)
     save_dataset(path, Dataset(
         X=(scale * rng.normal(size=(n, *shape))).astype(np.float32), y=np.arange(n) % n_classes,
