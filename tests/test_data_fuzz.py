@@ -153,7 +153,7 @@ NUMS = st.one_of(
     version=st.sampled_from(["5", "7.3"]),
     cut=st.one_of(st.none(), st.integers(0, 3000)),
 )
-def test_parameter_files(n_sub, n_sess, tr, names, version, cut):
+def test_parameter_files(*, n_sub, n_sess, tr, names, version, cut):
     files = StructArray({"name": CharMatrix([n] if n else [""])} for n in names) if names else None
     ses = {"numOfSub": n_sub, "numOfSess": n_sess, "TR": tr, "inputFiles": files}
     with tempfile.TemporaryDirectory() as d:

@@ -107,7 +107,7 @@ def test_missing_file(tmp_path):
         ("bad_measure", None, lambda ln: ln.replace("1420434.160521", "big"), "non-numeric value"),
     ],
 )
-def test_bad_files(real, tmp_path, case, keep, sub, needle):
+def test_bad_files(real, tmp_path, *, case, keep, sub, needle):
     f = _edit(real, tmp_path / case / "aseg.stats", keep or (lambda ln: True), sub or (lambda ln: ln))
     with pytest.raises(InputError) as e:
         read_aseg_stats(f)
@@ -160,7 +160,7 @@ def test_volumes_table(real, tmp_path):
     vol, _ = volumes_table(sdir, ["s1"], structures=["Left-Thalamus-Proper", "CSF"])
     assert list(vol.columns) == ["Left-Thalamus", "CSF"]
 
-    with pytest.raises(InputError, match="subject s2: .* no structure CC_Anterior"):
+    with pytest.raises(InputError, match=r"subject s2: .* no structure CC_Anterior"):
         volumes_table(sdir, ["s1", "s2"], structures=["CC_Anterior"])
     with pytest.raises(InputError) as e:
         volumes_table(sdir, ["s1", "s9"])

@@ -31,7 +31,7 @@ CASES = [
 CASE_IDS = [f"{f}-{'x'.join(map(str, s))}" for f, s, _, _ in CASES]
 
 
-def _build(family, task, shape, hidden, opts, seed=0, **kw):
+def _build(family, task, shape, hidden, opts, *, seed=0, **kw):
     torch.manual_seed(seed)
     return build_model(family, task, shape, 3, hidden=hidden, **opts, **kw)
 

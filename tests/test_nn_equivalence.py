@@ -13,7 +13,7 @@ from torch import nn
 from autospec.nn import LSTM, ElmanRNN, LearnedPositions, MultiheadAttention, TransformerEncoderLayer
 
 DT = torch.float64
-TOL = dict(atol=1e-10, rtol=1e-10)
+TOL = {"atol": 1e-10, "rtol": 1e-10}
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -46,8 +46,8 @@ def _assert_grads_match(ours: nn.Module, theirs: nn.Module, mapping: dict[str, t
 
 def _rnn_mapping(num_layers: int) -> dict[str, tuple[str, slice | None]]:
     return {
-        f"layers.{l}.{part}.{kind}": (f"{kind}_{part}_l{l}", None)
-        for l in range(num_layers)
+        f"layers.{i}.{part}.{kind}": (f"{kind}_{part}_l{i}", None)
+        for i in range(num_layers)
         for part in ("ih", "hh")
         for kind in ("weight", "bias")
     }
@@ -162,7 +162,7 @@ def test_lstm_activation_replaces_tanh_in_candidate_and_output(activation: str) 
     tanh_lstm = LSTM(3, 4, num_layers=2).to(DT)
     tanh_lstm.load_state_dict(lstm.state_dict())
     x = _randn(2, 5, 3, seed=1)
-    out, (h_n, c_n) = lstm(x)
+    out, (_, c_n) = lstm(x)
     seq = x
     for layer in lstm.layers:
         h = c = torch.zeros(2, 4, dtype=DT)
@@ -218,11 +218,11 @@ def test_mha_matches_torch_self_attention(masks: str, average: bool) -> None:
 
 def test_mha_matches_torch_cross_attention_kdim_vdim() -> None:
     torch.manual_seed(0)
-    n, l, s, e = 3, 4, 7, 6
+    n, tgt_len, src_len, e = 3, 4, 7, 6
     ref = nn.MultiheadAttention(e, 3, batch_first=True, kdim=5, vdim=2).to(DT)
     ours = MultiheadAttention.from_torch(ref)
-    q, k, v = _randn(n, l, e, seed=1), _randn(n, s, 5, seed=2), _randn(n, s, 2, seed=3)
-    kpm = _padding_mask(n, s)
+    q, k, v = _randn(n, tgt_len, e, seed=1), _randn(n, src_len, 5, seed=2), _randn(n, src_len, 2, seed=3)
+    kpm = _padding_mask(n, src_len)
     out_r, w_r = ref(q, k, v, key_padding_mask=kpm, need_weights=True)
     out_o, w_o = ours(q, k, v, key_padding_mask=kpm, need_weights=True)
     torch.testing.assert_close(out_o, out_r, **TOL)
@@ -297,13 +297,17 @@ def _hook_linears(model: nn.Module) -> tuple[dict[str, list[list]], list]:
     return calls, handles
 
 
+def _output_and_state(out: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    return [out[0], *out[1]]
+
+
 def _module_cases():
     torch.manual_seed(0)
     x = _randn(3, 5, 4, seed=1)
     kpm = _padding_mask(3, 5)
     return [
         ("elman", ElmanRNN(4, 6, num_layers=2).to(DT), lambda m: list(m(x))),
-        ("lstm", LSTM(4, 6, num_layers=2).to(DT), lambda m: (lambda o: [o[0], *o[1]])(m(x))),
+        ("lstm", LSTM(4, 6, num_layers=2).to(DT), lambda m: _output_and_state(m(x))),
         ("mha", MultiheadAttention(4, 2).to(DT), lambda m: [m(x, x, x, key_padding_mask=kpm)[0]]),
         (
             "encoder",

@@ -109,7 +109,7 @@ def test_groups_keep_and_exclude(cobre):
         "A00000456": "SZ-M",
         "A00000838": "HC-F",
     }
-    with pytest.raises(InputError, match="groups.keep: 'SZ-X' is not a possible group"):
+    with pytest.raises(InputError, match=r"groups.keep: 'SZ-X' is not a possible group"):
         assign_groups(df, {**DXSEX, "keep": ["SZ-X"]})
     one = {"by": [{"column": "Subject Type", "map": {"Patient": "SZ", "Control": "HC"}}]}
     g = assign_groups(df, one, exclude=["A00000300"])

@@ -37,7 +37,7 @@ HIDDEN = {"cnn3d": 32}
 OPTIONS = {"bert": {"nhead": 2}}
 
 
-def make_dataset(path: Path, shape, meta, n=N, n_classes=C, seed=0, scale=1.0) -> Path:
+def make_dataset(path: Path, shape, meta, *, n=N, n_classes=C, seed=0, scale=1.0) -> Path:
     rng = np.random.default_rng(seed)
     save_dataset(path, Dataset(
         X=(scale * rng.normal(size=(n, *shape))).astype(np.float32), y=np.arange(n) % n_classes,
@@ -128,8 +128,15 @@ def test_every_family_and_task_trains_and_respects_rank_bounds(tmp_path, family,
     res = run(tmp_path, config(data, family, task, hidden=(width,)))
     assert res.status == "completed" and res.epochs_completed == 3
     df = pd.read_parquet(tmp_path / "run" / "spectra.parquet")
-    model = build_model(family, task, shape if family != "cnn1d" else shape[::-1], C,
-                        [width], "relu", **OPTIONS.get(family, {}))  # fmt: skip
+    model = build_model(
+        family,
+        task,
+        shape if family != "cnn1d" else shape[::-1],
+        C,
+        hidden=[width],
+        activation="relu",
+        **OPTIONS.get(family, {}),
+    )
     weights = {n: p for n, p in model.named_parameters() if p.dim() >= 2}
     assert sorted(df.key.unique()) == sorted(weights)
     assert sorted(df.step.unique()) == [0, 1, 2] and set(df.group.unique()) == {-1, 0, 1}
@@ -220,7 +227,7 @@ def test_two_recorders_match_separate_recording():
     """The run's main + per-subject recorders in one step give what each gives alone (bert has a
     generic-path weight, LearnedPositions, whose replay must not leak into the other recorder)."""
     torch.manual_seed(0)
-    model = build_model("bert", "classify", (5, 4), 3, [8], "relu", nhead=2)
+    model = build_model("bert", "classify", (5, 4), 3, hidden=[8], activation="relu", nhead=2)
     x, y, g = torch.randn(10, 5, 4), torch.randint(0, 3, (10,)), torch.tensor([0, 1] * 5)
     samples = torch.arange(10)
 
@@ -245,7 +252,7 @@ def test_two_recorders_match_separate_recording():
 
 def test_fast_frame_writes_the_same_bytes_as_snapshot_to_frame(tmp_path):
     torch.manual_seed(0)
-    model = build_model("mlp", "classify", (6,), 3, [5], "relu")
+    model = build_model("mlp", "classify", (6,), 3, hidden=[5], activation="relu")
     rec = SpectralRecorder(model, top_k=4)
     with rec.record(groups=torch.tensor([0, 1, 2, 1])) as snap:
         F.cross_entropy(model(torch.randn(4, 6)), torch.tensor([0, 1, 2, 0])).backward()

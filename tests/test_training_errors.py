@@ -68,7 +68,7 @@ def test_impossible_width_is_refused_before_allocating(tmp_path, capsys):
 def test_estimate_counts_parameters_and_module_outputs_exactly():
     cfg = load_run_config({"data": "x.npz", "model": {"family": "lstm", "hidden": [6]}, "recording": {"groups": False}})
     est = memory.estimate(cfg.settings, input_shape=(5, 3), n_classes=2, n_train=4, n_data_elements=60)
-    model = build_model("lstm", "classify", (5, 3), 2, [6], "relu")
+    model = build_model("lstm", "classify", (5, 3), 2, hidden=[6], activation="relu")
     assert est.parameters == 16 * sum(p.numel() for p in model.parameters())
     sizes = []
     hooks = [

@@ -148,7 +148,7 @@ def test_held_out_loss_is_the_model_of_that_epoch_on_the_held_out_subjects(tmp_p
     assert list(metrics.columns) == ["epoch", "loss", "accuracy", "wall_s", "recorded", "test_loss", "test_accuracy"]
     test = held_out(ds.groups, ds.y, SplitSettings("holdout", fraction=0.25))
     X = torch.from_numpy(standardized(ds.X, ~test)[test])
-    model = build_model("mlp", "classify", (D,), 2, [8], "relu")
+    model = build_model("mlp", "classify", (D,), 2, hidden=[8], activation="relu")
     model.load_state_dict(torch.load(tmp_path / "e3" / "model.pt", weights_only=True))
     with torch.no_grad():
         out = model(X)
@@ -177,7 +177,7 @@ def test_matched_sampling_records_equal_subsets_shared_by_training_seeds(tmp_pat
     df = pd.read_parquet(tmp_path / "s0" / "spectra.parquet")
     assert set(df.group) == {-1, 0, 1}  # the "not sampled" group is never written
     torch.manual_seed(0)  # the run's initial weights, for the gradient oracle at step 0
-    model = build_model("mlp", "classify", (D,), 2, [8], "relu").double()
+    model = build_model("mlp", "classify", (D,), 2, hidden=[8], activation="relu").double()
     for d in draws[0]:
         for g, name in enumerate(ds.group_names):
             rows = np.array(d["rows"][name])

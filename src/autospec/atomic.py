@@ -25,7 +25,7 @@ def _umask() -> int:
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 
-def final_name(path: os.PathLike | str) -> str:
+def final_name(path: os.PathLike[str] | str) -> str:
     """The target a temporary of this module stands for (``d/.x.npz.k3j2h1g0.tmp`` -> ``d/x.npz``), else ``path``.
 
     Error messages name the file the user asked for, not the temporary that failed.
@@ -45,7 +45,7 @@ def _temp_beside(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_outputs(*paths: os.PathLike | str) -> Iterator[Sequence[Path]]:
+def atomic_outputs(*paths: os.PathLike[str] | str) -> Iterator[Sequence[Path]]:
     """Yield temporary paths for ``paths``; rename them all into place on success.
 
     The temporaries keep the target's suffix-less name hidden (``.name.XXXX.tmp``) so a glob for
@@ -66,18 +66,18 @@ def atomic_outputs(*paths: os.PathLike | str) -> Iterator[Sequence[Path]]:
 
 
 @contextlib.contextmanager
-def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
+def atomic_output(path: os.PathLike[str] | str) -> Iterator[Path]:
     """Single-file form of :func:`atomic_outputs`."""
     with atomic_outputs(path) as (tmp,):
         yield tmp
 
 
-def write_text_atomic(path: os.PathLike | str, text: str) -> None:
+def write_text_atomic(path: os.PathLike[str] | str, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text)
 
 
-def sha256_file(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
+def sha256_file(path: os.PathLike[str] | str, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -27,7 +27,10 @@ import os
 import pkgutil
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 from . import commands
 from .atomic import final_name
@@ -59,11 +62,11 @@ OUTPUT_ARGS = ("out", "out_png", "out_pdf", "provenance_json", "mean_map")
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors on one line (``autospec CMD: error: ...``), exit status 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def bounded_int(lo: int, hi: int):
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
     """An argparse ``type`` parsing an integer within [lo, hi] (argparse names the option)."""
 
     def parse(text: str) -> int:
@@ -79,7 +82,7 @@ def bounded_int(lo: int, hi: int):
     return parse
 
 
-def finite_float():
+def finite_float() -> Callable[[str], float]:
     """An argparse ``type`` parsing a finite float (no nan, inf or 1e999; argparse names the option)."""
 
     def parse(text: str) -> float:
@@ -105,8 +108,8 @@ def _bound_numeric_options(parser: argparse.ArgumentParser) -> None:
             action.type = finite_float()
 
 
-def _discover():
-    found = {}
+def _discover() -> dict[str, ModuleType]:
+    found: dict[str, ModuleType] = {}
     for info in pkgutil.iter_modules(commands.__path__):
         if info.name.startswith("_"):
             continue

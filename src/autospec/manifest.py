@@ -27,10 +27,10 @@ from .versions import code_version, host_info, package_versions
 
 SCHEMA = "autospec-manifest/1"
 #: a path, or (final path recorded, file hashed now) for outputs still under a temporary name
-PathOrPair = os.PathLike | str | tuple[os.PathLike | str, os.PathLike | str]
+PathOrPair = os.PathLike[str] | str | tuple[os.PathLike[str] | str, os.PathLike[str] | str]
 
 
-def find_manifest(path: os.PathLike | str) -> Path | None:
+def find_manifest(path: os.PathLike[str] | str) -> Path | None:
     """``X.manifest.json`` beside X, else ``manifest.json`` in X's directory, else None."""
     p = Path(path)
     beside = p.with_name(p.name + ".manifest.json")
@@ -48,7 +48,7 @@ def file_record(path: PathOrPair) -> dict[str, Any]:
     return {"path": str(final), "sha256": sha256_file(actual), "bytes": actual.stat().st_size}
 
 
-def input_record(path: os.PathLike | str, own: Sequence[Path] = ()) -> dict[str, Any]:
+def input_record(path: os.PathLike[str] | str, own: Sequence[Path] = ()) -> dict[str, Any]:
     """:func:`file_record` plus the input's own manifest (path, sha256) when it has one.
 
     ``own``: the manifests of the step being recorded (never an input's manifest: an input in
@@ -68,7 +68,7 @@ def _own_manifests(outputs: Sequence[PathOrPair]) -> list[Path]:
 
 def build_manifest(
     step: str,
-    inputs: Sequence[os.PathLike | str] = (),
+    inputs: Sequence[os.PathLike[str] | str] = (),
     outputs: Sequence[PathOrPair] = (),
     params: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -93,17 +93,17 @@ def manifest_text(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def write_manifest(path: os.PathLike | str, manifest: Mapping[str, Any]) -> None:
+def write_manifest(path: os.PathLike[str] | str, manifest: Mapping[str, Any]) -> None:
     write_text_atomic(path, manifest_text(manifest))
 
 
 def write_with_manifest(
-    outputs: Sequence[os.PathLike | str],
-    manifest: os.PathLike | str,
+    outputs: Sequence[os.PathLike[str] | str],
+    manifest: os.PathLike[str] | str,
     write: Callable[[Sequence[Path]], None],
     step: str,
     *,
-    inputs: Sequence[os.PathLike | str] = (),
+    inputs: Sequence[os.PathLike[str] | str] = (),
     params: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
@@ -119,7 +119,7 @@ def write_with_manifest(
         temps[-1].write_text(manifest_text(man))
 
 
-def read_manifest(path: os.PathLike | str) -> dict[str, Any]:
+def read_manifest(path: os.PathLike[str] | str) -> dict[str, Any]:
     """A manifest as a dict; InputError (naming the file) when unreadable or not a JSON object."""
     p = Path(path)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ class RunDir:
 
     path: Path
 
-    def __init__(self, path: os.PathLike | str) -> None:
+    def __init__(self, path: os.PathLike[str] | str) -> None:
         object.__setattr__(self, "path", Path(path))
 
     @property
@@ -94,12 +95,13 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text())
+        meta: dict[str, Any] = json.loads(p.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    return meta
 
 
-def _id_map(value, cast) -> dict[int, Any]:
+def _id_map(value: Any, cast: Callable[[Any], Any]) -> dict[int, Any]:
     """Accept a list (index = id), {id: v} or {name: id} (names only) or [{id:, name:}]."""
     if isinstance(value, list):
         if value and all(isinstance(v, dict) for v in value):
@@ -113,7 +115,7 @@ def _id_map(value, cast) -> dict[int, Any]:
     return {}
 
 
-def _lookup(meta: dict, keys: tuple[str, ...]):
+def _lookup(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for scope in (meta, meta.get("dataset") or {}, meta.get("data") or {}):
         if isinstance(scope, dict):
             for k in keys:
@@ -171,7 +173,9 @@ def run_group_sizes(run_dir: Path, names: dict[int, str] | None = None) -> dict[
     return {}
 
 
-def resolve_group_names(explicit: dict[int, str] | None, run_dirs, ids) -> dict[int, str]:
+def resolve_group_names(
+    explicit: dict[int, str] | None, run_dirs: Iterable[os.PathLike[str] | str], ids: Iterable[Any]
+) -> dict[int, str]:
     """Explicit names win, then run.json, then ``group0``, ``group1``, ..."""
     names: dict[int, str] = {}
     for d in run_dirs:

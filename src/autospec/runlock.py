@@ -59,7 +59,7 @@ def _open_lock_file(out_dir: Path, what: str) -> int:
 
 
 @contextlib.contextmanager
-def run_lock(out_dir: os.PathLike | str, what: str = "autospec train") -> Iterator[Path]:
+def run_lock(out_dir: os.PathLike[str] | str, what: str = "autospec train") -> Iterator[Path]:
     """Hold the run directory's lock for the duration of the block (creating the directory).
 
     Raises

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -74,24 +75,25 @@ class BoundedSafeLoader(yaml.SafeLoader):
 
     max_depth = MAX_DEPTH
 
-    def __init__(self, stream):
+    def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
         self._depth += 1
         try:
             if self._depth > self.max_depth:
-                mark = self.peek_event().start_mark
-                raise _Refused(f"nested deeper than {self.max_depth} levels (line {mark.line + 1})")
+                event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
+                where = f"line {event.start_mark.line + 1}" if event.start_mark else "position unknown"
+                raise _Refused(f"nested deeper than {self.max_depth} levels ({where})")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def construct_scalar(self, node):
+    def construct_scalar(self, node: ScalarNode | MappingNode) -> str:
         value = super().construct_scalar(node)
         if isinstance(value, str) and "\x00" in value:  # only an escape ("\0") can put it there
             raise _Refused(
@@ -99,7 +101,7 @@ class BoundedSafeLoader(yaml.SafeLoader):
             )
         return value
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         if isinstance(node, MappingNode):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:
@@ -183,7 +185,7 @@ def _read(path: Path, max_bytes: int, what: str) -> str:
         ) from None
 
 
-def _text_of(path_or_text: os.PathLike | str | bytes, what: str, max_bytes: int) -> tuple[str, str]:
+def _text_of(path_or_text: os.PathLike[str] | str | bytes, what: str, max_bytes: int) -> tuple[str, str]:
     """(name for messages, document text) of a file or an in-memory document."""
     if isinstance(path_or_text, os.PathLike):
         return str(path_or_text), _read(Path(path_or_text), max_bytes, what)
@@ -199,7 +201,7 @@ def _text_of(path_or_text: os.PathLike | str | bytes, what: str, max_bytes: int)
 
 
 def load_yaml(
-    path_or_text: os.PathLike | str | bytes,
+    path_or_text: os.PathLike[str] | str | bytes,
     what: str = "YAML document",
     *,
     max_bytes: int = MAX_BYTES,

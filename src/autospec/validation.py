@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -20,10 +21,13 @@ from .safe_yaml import load_yaml
 @functools.cache
 def packaged_schema(name: str) -> dict[str, Any]:
     """A JSON-schema shipped in ``autospec/schemas/`` (read once; shared: do not modify it)."""
-    return load_yaml(resources.files("autospec").joinpath("schemas", name).read_text(), f"schema {name}")
+    schema: dict[str, Any] = load_yaml(
+        resources.files("autospec").joinpath("schemas", name).read_text(), f"schema {name}"
+    )
+    return schema
 
 
-def _with_defaults(cls):
+def _with_defaults(cls: Any) -> Any:  # jsonschema has no py.typed marker: its classes are Any to mypy
     """A validator class that also fills ``default`` values of absent properties (in place).
 
     A parent's default (``{}``) is filled first and then validated, so the defaults of its own
@@ -31,7 +35,7 @@ def _with_defaults(cls):
     """
     validate_properties = cls.VALIDATORS["properties"]
 
-    def properties(validator, props, instance, schema):
+    def properties(validator: Any, props: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
         if validator.is_type(instance, "object"):
             for name, sub in props.items():
                 if isinstance(sub, dict) and "default" in sub and name not in instance:
@@ -41,7 +45,7 @@ def _with_defaults(cls):
     return jsonschema.validators.extend(cls, {"properties": properties})
 
 
-def _strict_integer(checker, instance) -> bool:
+def _strict_integer(checker: Any, instance: object) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
@@ -98,12 +102,14 @@ def describe(err: jsonschema.ValidationError) -> tuple[str, str]:
     return path, msg if len(msg) <= MAX_MESSAGE else msg[: MAX_MESSAGE - 3] + "..."
 
 
-def fill_and_validate(block: dict, schema: dict, registry=None) -> tuple[jsonschema.ValidationError, int] | None:
+def fill_and_validate(
+    block: dict[str, Any], schema: Mapping[str, Any], registry: Any = None
+) -> tuple[jsonschema.ValidationError, int] | None:
     """Fill ``block``'s defaults in place; return (the most relevant error, error count) or None.
 
     ``registry`` (a ``referencing.Registry``) resolves ``$ref`` s to other schema files.
     """
-    kwargs = {} if registry is None else {"registry": registry}
+    kwargs: dict[str, Any] = {} if registry is None else {"registry": registry}
     errors = list(DefaultFillingValidator(schema, **kwargs).iter_errors(block))
     if not errors:
         return None

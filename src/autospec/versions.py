@@ -6,6 +6,7 @@ import importlib.metadata
 import platform
 import socket
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 #: distributions whose versions every manifest records
@@ -23,7 +24,7 @@ TRACKED_DISTRIBUTIONS = (
 )
 
 
-def package_versions(names=TRACKED_DISTRIBUTIONS) -> dict[str, str | None]:
+def package_versions(names: Iterable[str] = TRACKED_DISTRIBUTIONS) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in names:
         try:

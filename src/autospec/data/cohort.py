@@ -14,7 +14,7 @@ import copy
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,12 +45,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: builds the error for one field of the cohort being read: (field path, message) -> InputError
+_Complaint = Callable[[str, str], InputError]
 
 
 def cohort_schema() -> dict[str, Any]:
     """The cohort-block JSON-schema (a dict), read from the installed package."""
     text = resources.files("autospec").joinpath("schemas/cohort.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    schema: dict[str, Any] = yaml.safe_load(text)
+    return schema
 
 
 @dataclass
@@ -169,9 +172,9 @@ def _select(doc: Any, name: str | None, where: str) -> tuple[str, Any]:
 
 
 def load_cohort_config(
-    path_or_dict: os.PathLike | str | Mapping[str, Any],
+    path_or_dict: os.PathLike[str] | str | Mapping[str, Any],
     name: str | None = None,
-    base_dir: os.PathLike | str | None = None,
+    base_dir: os.PathLike[str] | str | None = None,
 ) -> CohortConfig:
     """Load, validate and resolve one cohort.
 
@@ -204,16 +207,16 @@ def load_cohort_config(
     if not isinstance(block, Mapping):
         raise InputError(f"cohort {name!r}: block must be a mapping, got {type(block).__name__}")
 
-    block = copy.deepcopy(dict(block))
-    problem = fill_and_validate(block, cohort_schema())
+    filled = copy.deepcopy(dict(block))
+    problem = fill_and_validate(filled, cohort_schema())
     if problem:
         path, msg = _cohort_message(problem[0])
         raise InputError(f"cohort {name!r}: field {path}: {msg}{more_problems(problem[1])}")
     base = Path(base_dir).resolve() if base_dir else (source.parent if source else Path.cwd())
-    return _build(name, block, base, source)
+    return _build(name, filled, base, source)
 
 
-def _freesurfer(b: dict[str, Any], base: Path, bad) -> FreeSurferConfig:
+def _freesurfer(b: dict[str, Any], base: Path, bad: _Complaint) -> FreeSurferConfig:
     if (b["subjects_dir"] is None) == (b["table"] is None):
         raise bad("freesurfer", "give exactly one of subjects_dir (a SUBJECTS_DIR) and table (asegstats2table)")
     for key in ("subjects_dir", "table"):
@@ -233,7 +236,7 @@ def _freesurfer(b: dict[str, Any], base: Path, bad) -> FreeSurferConfig:
     )
 
 
-def _check_filters(tc: dict[str, Any], tr: float | None, bad) -> None:
+def _check_filters(tc: dict[str, Any], tr: float | None, bad: _Complaint) -> None:
     if tr is not None:
         nyquist = 0.5 / tr
         for key in ("low_pass", "high_pass"):
@@ -246,7 +249,7 @@ def _check_filters(tc: dict[str, Any], tr: float | None, bad) -> None:
         raise bad("gift.timecourses.high_pass", f"{tc['high_pass']} Hz must be below low_pass {tc['low_pass']} Hz")
 
 
-def _gift(b: dict[str, Any], base: Path, phenotype_format: str, bad) -> GiftConfig:
+def _gift(b: dict[str, Any], base: Path, phenotype_format: str, bad: _Complaint) -> GiftConfig:
     b["dir"] = str(_resolve(base, b["dir"]))
     explicit = b["subjects"] is not None
     b["subjects"] = str(_resolve(base, b["subjects"]) or Path(b["dir"]) / "subjects.txt")
@@ -296,7 +299,7 @@ def _gift(b: dict[str, Any], base: Path, phenotype_format: str, bad) -> GiftConf
     )
 
 
-def _covariates(items: list[dict[str, Any]], bad) -> list[Covariate]:
+def _covariates(items: list[dict[str, Any]], bad: _Complaint) -> list[Covariate]:
     out: list[Covariate] = []
     for i, c in enumerate(items):
         name = c["name"] or c["column"]

@@ -85,7 +85,7 @@ def _from_network_file(rows: list[list[str]], p: Path, n_components: int) -> Com
     return ComponentLabels(domains, dict(domains), str(p))
 
 
-def read_component_labels(path: os.PathLike | str, n_components: int) -> ComponentLabels:
+def read_component_labels(path: os.PathLike[str] | str, n_components: int) -> ComponentLabels:
     """Read a label table (CSV with IC/label/domain columns, or a GIFT network file)."""
     p = Path(path)
     text = read_text(p, "component label table")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ class Dataset:
     #: covariate name -> one value per subject (subject_ids order): float64 (numeric) or str
     covariates: dict[str, np.ndarray] | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.X = np.ascontiguousarray(self.X, dtype=np.float32)
         self.y = np.asarray(self.y, dtype=np.int64)
         self.groups = np.asarray(self.groups, dtype=np.int64)
@@ -118,7 +119,7 @@ def _covariate_array(values: Any) -> np.ndarray:
     return arr.astype(str)
 
 
-def save_dataset(path: os.PathLike | str, ds: Dataset) -> None:
+def save_dataset(path: os.PathLike[str] | str, ds: Dataset) -> None:
     """Write ``ds`` to ``path`` atomically (temp file, then rename)."""
     ds.validate(str(path))
     arrays = {
@@ -135,25 +136,31 @@ def save_dataset(path: os.PathLike | str, ds: Dataset) -> None:
         for k, values in enumerate(ds.covariates.values()):
             arrays[covariate_key(k)] = values
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, allow_pickle=False, **arrays)
 
 
-def manifest_path(path: os.PathLike | str) -> Path:
+def manifest_path(path: os.PathLike[str] | str) -> Path:
     """The manifest beside a prepared dataset file: ``<file>.manifest.json``."""
     return Path(f"{path}.manifest.json")
 
 
-def write_prepared(path: os.PathLike | str, ds: Dataset, command: str, params: dict, inputs=()) -> None:
+def write_prepared(
+    path: os.PathLike[str] | str,
+    ds: Dataset,
+    command: str,
+    params: dict[str, Any],
+    inputs: Iterable[os.PathLike[str] | str] = (),
+) -> None:
     """Save ``ds`` and its manifest (the command, its parameters, input and output hashes)."""
     from ..manifest import write_with_manifest
 
-    def write(temps):  # the data under its temporary name; the manifest is written beside it
+    def write(temps: Sequence[Path]) -> None:  # the data under its temporary name; the manifest is written beside it
         save_dataset(temps[0], ds)
 
     write_with_manifest([path], manifest_path(path), write, command, inputs=list(inputs), params=params)
 
 
-def load_dataset(path: os.PathLike | str) -> Dataset:
+def load_dataset(path: os.PathLike[str] | str) -> Dataset:
     """Read a prepared dataset; a missing or malformed file raises :class:`InputError`."""
     p = Path(path)
     try:

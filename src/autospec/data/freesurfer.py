@@ -41,6 +41,7 @@ _LEGACY_ICV_KEYS = ("IntraCranialVol", "ICV")
 _NON_NUMERIC_COLUMNS = {"StructName"}
 #: global ``# Measure`` names (keys and short names): the columns of an asegstats2table table
 #: that are not structures
+# a word list, as FreeSurfer names them, reads best as one block
 GLOBAL_MEASURES = frozenset(
     """BrainSeg BrainSegVol BrainSegNotVent BrainSegVolNotVent BrainSegNotVentSurf
     BrainSegVolNotVentSurf VentricleChoroidVol lhCortex lhCortexVol rhCortex rhCortexVol Cortex
@@ -49,7 +50,7 @@ GLOBAL_MEASURES = frozenset(
     TotalGray TotalGrayVol SupraTentorial SupraTentorialVol SupraTentorialNotVent
     SupraTentorialVolNotVent SupraTentorialNotVentVox SupraTentorialVolNotVentVox Mask MaskVol
     BrainSegVol-to-eTIV MaskVol-to-eTIV lhSurfaceHoles rhSurfaceHoles SurfaceHoles
-    EstimatedTotalIntraCranialVol eTIV IntraCranialVol ICV""".split()
+    EstimatedTotalIntraCranialVol eTIV IntraCranialVol ICV""".split()  # noqa: SIM905
 )
 #: SUBJECTS_DIR entries that are templates, not subjects
 TEMPLATE_PREFIXES = ("fsaverage", "lh.", "rh.", "cvs_avg35")
@@ -104,7 +105,7 @@ def _parse_measure(line: str, path: Path, lineno: int) -> tuple[str, str, float,
     return key, short, val, unit
 
 
-def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
+def read_aseg_stats(path: os.PathLike[str] | str) -> AsegStats:
     """Read one FreeSurfer ``aseg.stats`` file.
 
     Raises
@@ -114,8 +115,28 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
         wrong number of columns, a non-numeric or non-finite value, duplicate structure names.
     """
     p = Path(path)
-    text = read_text(p, "aseg.stats file")
+    measures, columns, rows = _scan_aseg_lines(read_text(p, "aseg.stats file"), p)
+    for needed in ("StructName", "Volume_mm3"):
+        if needed not in columns:
+            raise InputError(f"{p}: '# ColHeaders' has no {needed} column")
+    if not rows:
+        raise InputError(f"{p}: no structure rows after '# ColHeaders'")
+    _settle_etiv(measures, p)
+    table = _numeric_structure_table(rows, columns, p)
+    table["StructName"] = table["StructName"].map(rename_structure)
+    dup = table["StructName"][table["StructName"].duplicated()]
+    if len(dup):
+        raise InputError(f"{p}: structure {dup.iat[0]} listed twice")
+    volumes = pd.Series(
+        table["Volume_mm3"].to_numpy(dtype=float),
+        index=pd.Index(table["StructName"], name="StructName"),
+        name="Volume_mm3",
+    )
+    return AsegStats(path=p, measures=measures, table=table, volumes=volumes)
 
+
+def _scan_aseg_lines(text: str, p: Path) -> tuple[dict[str, tuple[float, str]], list[str], list[list[str]]]:
+    """The ``# Measure`` values, the ``# ColHeaders`` names and the split data rows of a file."""
     measures: dict[str, tuple[float, str]] = {}
     columns: list[str] | None = None
     rows: list[list[str]] = []
@@ -138,16 +159,15 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
         if len(fields) != len(columns):
             raise InputError(f"{p}:{lineno}: row has {len(fields)} columns, '# ColHeaders' names {len(columns)}")
         rows.append(fields)
-
     if columns is None:
         raise InputError(f"{p}: no '# ColHeaders' line (not an aseg.stats file?)")
-    for needed in ("StructName", "Volume_mm3"):
-        if needed not in columns:
-            raise InputError(f"{p}: '# ColHeaders' has no {needed} column")
-    if not rows:
-        raise InputError(f"{p}: no structure rows after '# ColHeaders'")
+    return measures, columns, rows
+
+
+def _settle_etiv(measures: dict[str, tuple[float, str]], p: Path) -> None:
+    """Store eTIV under both its key and short name (a legacy ICV stands in); it must be > 0."""
     if ETIV_KEY in measures or ETIV_SHORT in measures:
-        measures[ETIV_KEY] = measures[ETIV_SHORT] = measures.get(ETIV_KEY, measures.get(ETIV_SHORT))
+        measures[ETIV_KEY] = measures[ETIV_SHORT] = measures[ETIV_KEY if ETIV_KEY in measures else ETIV_SHORT]
     else:
         legacy = next((k for k in _LEGACY_ICV_KEYS if k in measures), None)
         if legacy is None:
@@ -157,6 +177,9 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
     if measures[ETIV_SHORT][0] <= 0:
         raise InputError(f"{p}: eTIV is {measures[ETIV_SHORT][0]}, must be positive")
 
+
+def _numeric_structure_table(rows: list[list[str]], columns: list[str], p: Path) -> pd.DataFrame:
+    """The structure rows as a table, every column but ``StructName`` a finite number."""
     table = pd.DataFrame(rows, columns=columns)
     for col in columns:
         if col in _NON_NUMERIC_COLUMNS:
@@ -170,19 +193,10 @@ def read_aseg_stats(path: os.PathLike | str) -> AsegStats:
                 f"non-numeric or non-finite value {table[col].iat[i]!r}"
             )
         table[col] = num
-    table["StructName"] = table["StructName"].map(rename_structure)
-    dup = table["StructName"][table["StructName"].duplicated()]
-    if len(dup):
-        raise InputError(f"{p}: structure {dup.iat[0]} listed twice")
-    volumes = pd.Series(
-        table["Volume_mm3"].to_numpy(dtype=float),
-        index=pd.Index(table["StructName"], name="StructName"),
-        name="Volume_mm3",
-    )
-    return AsegStats(path=p, measures=measures, table=table, volumes=volumes)
+    return table
 
 
-def read_asegstats2table(path: os.PathLike | str, sep: str = "\t") -> pd.DataFrame:
+def read_asegstats2table(path: os.PathLike[str] | str, sep: str = "\t") -> pd.DataFrame:
     """Read the table written by FreeSurfer's ``asegstats2table`` (one row per subject).
 
     The top-left cell is ``Measure:volume``; the result is indexed by subject (str) with one
@@ -222,12 +236,12 @@ def read_asegstats2table(path: os.PathLike | str, sep: str = "\t") -> pd.DataFra
     return out
 
 
-def aseg_stats_path(subjects_dir: os.PathLike | str, subject: str) -> Path:
+def aseg_stats_path(subjects_dir: os.PathLike[str] | str, subject: str) -> Path:
     """``<SUBJECTS_DIR>/<subject>/stats/aseg.stats``."""
     return Path(subjects_dir) / subject / "stats" / "aseg.stats"
 
 
-def subjects_dir_entries(subjects_dir: os.PathLike | str, longitudinal: str = "skip") -> dict[str, Path]:
+def subjects_dir_entries(subjects_dir: os.PathLike[str] | str, longitudinal: str = "skip") -> dict[str, Path]:
     """Subject -> ``aseg.stats`` of every subject directory of a SUBJECTS_DIR that has one.
 
     Templates (``fsaverage*``, ``lh.*``, ``rh.*``, ``cvs_avg35*``) are not subjects.
@@ -294,6 +308,7 @@ def volumes_matrix(
     etiv: dict[str, float],
     structures: Iterable[str] | None,
     where: str,
+    *,
     missing_policy: str = "drop",
     source_of: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
@@ -323,7 +338,7 @@ def volumes_matrix(
 
 
 def volumes_table(
-    subjects_dir: os.PathLike | str,
+    subjects_dir: os.PathLike[str] | str,
     subject_ids: Sequence[str],
     structures: Iterable[str] | None = None,
     missing_policy: str = "drop",
@@ -340,11 +355,11 @@ def volumes_table(
             raise InputError(f"subject {sid}: {f} not found")
         st = read_aseg_stats(f)
         vols[sid], etiv[sid], source[sid] = st.volumes, st.etiv, str(f)
-    return volumes_matrix(vols, etiv, structures, str(sdir), missing_policy, source)
+    return volumes_matrix(vols, etiv, structures, str(sdir), missing_policy=missing_policy, source_of=source)
 
 
 def table_volumes(
-    path: os.PathLike | str,
+    path: os.PathLike[str] | str,
     subject_ids: Sequence[str],
     structures: Iterable[str] | None = None,
     sep: str = "\t",
@@ -375,4 +390,4 @@ def table_volumes(
     if missing:
         raise InputError(f"subject {missing[0]}: no row in {p}")
     vols = {s: df.loc[s, cols].astype(float) for s in subject_ids}
-    return volumes_matrix(vols, {s: float(etiv[s]) for s in subject_ids}, structures, str(p), "error")
+    return volumes_matrix(vols, {s: float(etiv[s]) for s in subject_ids}, structures, str(p), missing_policy="error")

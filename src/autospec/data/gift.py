@@ -28,7 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
-from nibabel.spatialimages import HeaderDataError
+from nibabel.spatialimages import HeaderDataError, SpatialImage
 
 from ..errors import InputError
 
@@ -61,15 +61,19 @@ def subject_file_name(prefix: str, index: int, part: str, session: int = 1, ext:
     return f"{prefix}_sub{file_index(index)}_{part}_ica_s{int(session)}_{ext}"
 
 
-def timecourse_path(directory: os.PathLike | str, prefix: str, index: int, session: int = 1, ext: str = ".nii") -> Path:
+def timecourse_path(
+    directory: os.PathLike[str] | str, prefix: str, index: int, session: int = 1, ext: str = ".nii"
+) -> Path:
     return Path(directory) / subject_file_name(prefix, index, TIMECOURSES, session, ext)
 
 
-def component_path(directory: os.PathLike | str, prefix: str, index: int, session: int = 1, ext: str = ".nii") -> Path:
+def component_path(
+    directory: os.PathLike[str] | str, prefix: str, index: int, session: int = 1, ext: str = ".nii"
+) -> Path:
     return Path(directory) / subject_file_name(prefix, index, COMPONENTS, session, ext)
 
 
-def _existing(directory: os.PathLike | str, stem: str) -> Path:
+def _existing(directory: os.PathLike[str] | str, stem: str) -> Path:
     for ext in EXTENSIONS:
         p = Path(directory) / f"{stem}{ext}"
         if p.is_file():
@@ -77,12 +81,12 @@ def _existing(directory: os.PathLike | str, stem: str) -> Path:
     return Path(directory) / f"{stem}.nii"
 
 
-def mean_component_path(directory: os.PathLike | str, prefix: str) -> Path:
+def mean_component_path(directory: os.PathLike[str] | str, prefix: str) -> Path:
     """``<prefix>_mean_component_ica_s_all_.nii`` (or ``.nii.gz`` when that one exists)."""
     return _existing(directory, f"{prefix}_mean_component_ica_s_all_")
 
 
-def mean_timecourse_path(directory: os.PathLike | str, prefix: str) -> Path:
+def mean_timecourse_path(directory: os.PathLike[str] | str, prefix: str) -> Path:
     """``<prefix>_mean_timecourses_ica_s_all_.nii`` (or ``.nii.gz`` when that one exists)."""
     return _existing(directory, f"{prefix}_mean_timecourses_ica_s_all_")
 
@@ -91,7 +95,7 @@ def _pattern(prefix: str, part: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(prefix)}_sub(\d+)_{part}_ica_s(\d+)_\.nii(?:\.gz)?$")
 
 
-def scan_subject_files(directory: os.PathLike | str, prefix: str, part: str) -> dict[tuple[int, int], Path]:
+def scan_subject_files(directory: os.PathLike[str] | str, prefix: str, part: str) -> dict[tuple[int, int], Path]:
     """Every ``<prefix>_sub<k>_<part>_ica_s<s>_.nii[.gz]`` of ``directory`` by (k, s).
 
     Raises
@@ -125,7 +129,7 @@ def scan_subject_files(directory: os.PathLike | str, prefix: str, part: str) -> 
 
 
 def bind_subject_files(
-    directory: os.PathLike | str,
+    directory: os.PathLike[str] | str,
     prefix: str,
     part: str,
     subject_ids: Sequence[str],
@@ -167,17 +171,26 @@ def bind_subject_files(
     return out
 
 
-def _load(path: Path, what: str) -> tuple[nib.Nifti1Image, np.ndarray]:
+def _load(path: Path, what: str) -> tuple[SpatialImage, np.ndarray]:
     """Load a NIfTI image and its data; any read failure becomes an InputError naming the file."""
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
     try:
         img = nib.load(path)
+    except NIFTI_ERRORS as err:
+        raise _corrupt(path, what, err) from None
+    if not isinstance(img, SpatialImage):  # e.g. a CIFTI file: no voxel grid and no affine
+        raise InputError(f"{path}: {what} file is a {type(img).__name__}, not a NIfTI volume")
+    try:
         data = np.asarray(img.dataobj)  # reads everything: truncation shows up here
     except NIFTI_ERRORS as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"{path}: corrupt or truncated NIfTI {what} file ({msg})") from None
+        raise _corrupt(path, what, err) from None
     return img, data
+
+
+def _corrupt(path: Path, what: str, err: BaseException) -> InputError:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return InputError(f"{path}: corrupt or truncated NIfTI {what} file ({msg})")
 
 
 def _check_finite(path: Path, data: np.ndarray, what: str) -> None:
@@ -193,7 +206,7 @@ def _check_finite(path: Path, data: np.ndarray, what: str) -> None:
         )
 
 
-def read_timecourses(path: os.PathLike | str, n_components: int) -> np.ndarray:
+def read_timecourses(path: os.PathLike[str] | str, n_components: int) -> np.ndarray:
     """ICA time courses of one subject and session as a float64 array (T, C).
 
     The header's pixdim is not read (it is the functional voxel size; see module doc).
@@ -225,7 +238,7 @@ def read_timecourses(path: os.PathLike | str, n_components: int) -> np.ndarray:
     return np.asarray(data, dtype=np.float64)
 
 
-def read_component_maps(path: os.PathLike | str, n_components: int) -> nib.Nifti1Image:
+def read_component_maps(path: os.PathLike[str] | str, n_components: int) -> nib.Nifti1Image:
     """ICA spatial maps of one subject (or the mean maps) as a float32 image (X, Y, Z, C).
 
     Raises

@@ -39,12 +39,12 @@ BIDS_ID_REGEX = "(sub-[^/_]+)"  # BIDS participants.tsv keeps the sub- prefix
 _VOLUME_SUFFIX = re.compile(r",\d+$")  # SPM-style "file.nii,12"
 
 
-def parameter_file(directory: os.PathLike | str, prefix: str) -> Path:
+def parameter_file(directory: os.PathLike[str] | str, prefix: str) -> Path:
     """``<dir>/<prefix>_ica_parameter_info.mat``."""
     return Path(directory) / f"{prefix}{PARAMETER_SUFFIX}"
 
 
-def subject_file(directory: os.PathLike | str, prefix: str) -> Path:
+def subject_file(directory: os.PathLike[str] | str, prefix: str) -> Path:
     """``<dir>/<prefix>Subject.mat``."""
     return Path(directory) / f"{prefix}{SUBJECT_SUFFIX}"
 
@@ -143,7 +143,8 @@ def _from_mat(path: Path, regex: re.Pattern[str], *, param: bool, unique_ids: bo
     src = raw["sesInfo"] if param else raw
     if not isinstance(src, dict):
         raise InputError(f"{path}: {var} is not a MATLAB struct")
-    user = src.get("userInput") if isinstance(src.get("userInput"), dict) else {}
+    user_input = src.get("userInput")
+    user = user_input if isinstance(user_input, dict) else {}
     n_sub = _count(src.get("numOfSub", user.get("numOfSub")), "numOfSub", path)
     n_sess = _count(src.get("numOfSess", user.get("numOfSess")), "numOfSess", path)
     entries = _as_list(src.get("inputFiles", user.get("files")) if param else src.get("files"))
@@ -163,7 +164,7 @@ def _counts_only(path: Path, param: bool) -> GiftRun:
     return _from_mat(path, re.compile(r"^(.*)$"), param=param, unique_ids=False)
 
 
-def read_subject_list(path: os.PathLike | str) -> list[str]:
+def read_subject_list(path: os.PathLike[str] | str) -> list[str]:
     """Subject IDs of a subject-order file, one per line (BOM, CRLF, blank lines and ``#``
     comments handled). Line k (k-th ID) is GIFT subject k (``subNNN``)."""
     p = Path(path)

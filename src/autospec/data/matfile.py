@@ -34,7 +34,7 @@ MAX_DEPTH = 32
 MAX_ELEMENTS = 5_000_000  # numbers/characters decoded per file
 
 
-def mat_version(path: os.PathLike | str) -> str:
+def mat_version(path: os.PathLike[str] | str) -> str:
     """``"7.3"`` or ``"5"`` from the file's header; InputError when it is neither."""
     p = Path(path)
     try:
@@ -51,7 +51,7 @@ def mat_version(path: os.PathLike | str) -> str:
     raise InputError(f"{p}: not a MATLAB MAT-file (v5/v7 or v7.3 header expected)")
 
 
-def load_mat(path: os.PathLike | str, variables: Sequence[str]) -> dict[str, Any]:
+def load_mat(path: os.PathLike[str] | str, variables: Sequence[str]) -> dict[str, Any]:
     """The ``variables`` of a MAT-file that are present, decoded as described in the module doc.
 
     Raises
@@ -100,11 +100,8 @@ def _load_v5(path: Path, variables: Sequence[str]) -> dict[str, Any]:
         if v.dtype.names:  # struct (array)
             items = [{k: conv(e[k], depth + 1) for k in v.dtype.names} for e in v.ravel(order="F")]
             return items[0] if v.size == 1 else items
-        if v.dtype.kind == "U":  # char: one str per row (scipy keeps rows as elements)
-            rows = [str(s).rstrip() for s in v.ravel(order="F")]
-            if not rows:
-                return None
-            return rows[0] if len(rows) == 1 else rows
+        if v.dtype.kind == "U":
+            return _char_value(v)
         if v.dtype == object:  # cell
             return [conv(e, depth + 1) for e in v.ravel(order="F")]
         if v.size == 0:
@@ -112,6 +109,14 @@ def _load_v5(path: Path, variables: Sequence[str]) -> dict[str, Any]:
         return np.squeeze(v)
 
     return {k: conv(raw[k], 0) for k in variables if k in raw}
+
+
+def _char_value(v: np.ndarray) -> str | list[str] | None:
+    """A char array: one str per row (scipy keeps rows as elements), one row as a plain str."""
+    rows = [str(s).rstrip() for s in v.ravel(order="F")]
+    if not rows:
+        return None
+    return rows[0] if len(rows) == 1 else rows
 
 
 # ------------------------------------------------------------------------------------ v7.3

@@ -28,7 +28,7 @@ DISENROLLED = "disenrolled"
 GROUP_SEP = "-"
 
 
-def read_phenotype(path: os.PathLike | str, format: str = "cobre", id_column: str | None = None) -> pd.DataFrame:
+def read_phenotype(path: os.PathLike[str] | str, format: str = "cobre", id_column: str | None = None) -> pd.DataFrame:
     """Read a phenotype table indexed by subject ID (str); every cell is text.
 
     ``format="cobre"``: comma-separated; the ID column is ``id_column`` or else the first column
@@ -58,10 +58,8 @@ def read_phenotype(path: os.PathLike | str, format: str = "cobre", id_column: st
     df = df.rename(columns=lambda c: str(c).strip())
     df = df.apply(lambda col: col.str.strip())
 
-    if id_column is None:
-        col = df.columns[0] if format == "cobre" else "participant_id"
-    else:
-        col = id_column
+    default_id_column = df.columns[0] if format == "cobre" else "participant_id"
+    col = default_id_column if id_column is None else id_column
     if col not in df.columns:
         raise InputError(f"{p}: ID column {col!r} not found (columns: {', '.join(map(str, df.columns))})")
     ids = df[col]

@@ -33,7 +33,6 @@ __all__ = ["preprocess", "preprocess_spatial_maps", "preprocess_timecourses", "p
 log = logging.getLogger(__name__)
 
 
-
 def preprocess_volumes(cfg: CohortConfig, subjects: CohortSubjects | None = None) -> Dataset:
     """FreeSurfer volumes as a Dataset with X of shape (N, S)."""
     subs = subjects_for(cfg, "volumes", subjects)

@@ -8,8 +8,11 @@ group-mean image is for figures only.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 from nilearn import image as nli
 
 from ..errors import InputError
@@ -31,12 +34,16 @@ def _target_grid(affine: np.ndarray, shape: tuple[int, ...], target: tuple[int, 
     return new
 
 
-def _load_mask(path, ref: nib.Nifti1Image) -> np.ndarray:
+def _load_mask(path: Path, ref: nib.Nifti1Image) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"field gift.spatial_maps.mask: mask file {path} not found")
     try:
-        mask = nib.load(path)
-        mask = nib.Nifti1Image(np.asarray(mask.dataobj), mask.affine)
+        loaded = nib.load(path)
+        if not isinstance(loaded, SpatialImage):  # e.g. a CIFTI file: no voxel grid and no affine
+            raise InputError(f"{path}: mask is a {type(loaded).__name__}, not a NIfTI volume")
+        mask = nib.Nifti1Image(np.asarray(loaded.dataobj), loaded.affine)
+    except InputError:
+        raise
     except gift.NIFTI_ERRORS as err:
         raise InputError(f"{path}: corrupt or truncated NIfTI mask ({err})") from None
     if len(mask.shape) != 3:

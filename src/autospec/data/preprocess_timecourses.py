@@ -19,7 +19,7 @@ from scipy import signal as sps
 
 from ..errors import InputError
 from . import gift
-from .cohort import CohortConfig
+from .cohort import CohortConfig, TimecourseOptions
 from .component_labels import default_labels, resolve_components
 from .dataset import Dataset
 from .preprocess_common import base_meta, dataset_fields, subjects_for
@@ -104,7 +104,7 @@ def _clean(ts: np.ndarray, runs: np.ndarray, cfg: CohortConfig, tr: float, *, si
     try:
         with warnings.catch_warnings():  # constant series: reported above by policy
             warnings.simplefilter("ignore", UserWarning)
-            return nls.clean(
+            cleaned: np.ndarray = nls.clean(  # nilearn's signature is unannotated
                 ts,
                 runs=runs if len(set(runs.tolist())) > 1 else None,
                 detrend=opts.detrend,
@@ -118,6 +118,7 @@ def _clean(ts: np.ndarray, runs: np.ndarray, cfg: CohortConfig, tr: float, *, si
         raise InputError(
             f"subject {sid}: cannot clean {f} with {ts.shape[0]} time points ({str(err).splitlines()[0]})"
         ) from None
+    return cleaned
 
 
 def target_tr(subs: CohortSubjects, cfg: CohortConfig) -> float:
@@ -126,6 +127,16 @@ def target_tr(subs: CohortSubjects, cfg: CohortConfig) -> float:
     if g.tr is not None:
         return g.tr
     return next(iter(subs.tr.values()))
+
+
+def _check_below_nyquist(opts: TimecourseOptions, tr: float) -> None:
+    nyquist = 0.5 / tr
+    for key in ("low_pass", "high_pass"):
+        value = getattr(opts, key)
+        if value is not None and value >= nyquist:
+            raise InputError(
+                f"field gift.timecourses.{key}: {value} Hz is at or above the Nyquist frequency {nyquist:g} Hz of TR {tr:g} s"
+            )
 
 
 def preprocess_timecourses(cfg: CohortConfig, subjects: CohortSubjects | None = None) -> Dataset:
@@ -137,13 +148,7 @@ def preprocess_timecourses(cfg: CohortConfig, subjects: CohortSubjects | None = 
     labels = default_labels(g.component_labels, g.n_components)
     comps = resolve_components(g.components, labels, g.n_components)
     tr = target_tr(subs, cfg)
-    nyquist = 0.5 / tr
-    for key in ("low_pass", "high_pass"):
-        value = getattr(opts, key)
-        if value is not None and value >= nyquist:
-            raise InputError(
-                f"field gift.timecourses.{key}: {value} Hz is at or above the Nyquist frequency {nyquist:g} Hz of TR {tr:g} s"
-            )
+    _check_below_nyquist(opts, tr)
     series = {sid: _read_subject(subs, sid, cfg, comps, tr) for sid in subs.ids}
     lengths = {s: t.shape[0] for s, (t, _) in series.items()}
     target = length_target(lengths, opts.length_policy, opts.length)

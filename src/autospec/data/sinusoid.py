@@ -34,6 +34,7 @@ def class_cycles(n_classes: int) -> list[int]:
 
 def make_sinusoids(
     n_per_class: int,
+    *,
     n_classes: int = 2,
     length: int = 64,
     seed: int = 0,
@@ -44,21 +45,7 @@ def make_sinusoids(
 
     See the module docstring for the generating formula, the classes and the groups.
     """
-    if kind not in KINDS:
-        raise InputError(f"kind: unknown {kind!r} (choose from {', '.join(KINDS)})")
-    if n_per_class < 2:
-        raise InputError(f"n_per_class: {n_per_class} must be >= 2 (one per group at least)")
-    if n_classes < 2:
-        raise InputError(f"n_classes: {n_classes} must be >= 2")
-    if noise < 0 or not np.isfinite(noise):
-        raise InputError(f"noise: {noise} must be a finite number >= 0")
-    cycles = class_cycles(n_classes) if kind == "frequency" else [PHASE_KIND_CYCLES] * n_classes
-    # stay well below Nyquist (T/2 cycles) so every class is a clean, distinct sinusoid
-    if length < 4 * max(cycles):
-        raise InputError(
-            f"length: {length} time steps is too short for {max(cycles)} cycles (need >= {4 * max(cycles)})"
-        )
-
+    cycles = _checked_cycles(n_per_class, n_classes, length, kind, noise)
     rng = np.random.default_rng(seed)
     n = n_per_class * n_classes
     y = np.repeat(np.arange(n_classes), n_per_class)
@@ -84,8 +71,8 @@ def make_sinusoids(
         y=y,
         groups=groups,
         subject_ids=np.array([f"sin-{i + 1:05d}" for i in range(n)]),
-        class_names=class_names,
-        group_names=GROUP_NAMES,
+        class_names=np.asarray(class_names, dtype=str),
+        group_names=np.asarray(GROUP_NAMES, dtype=str),
         meta={
             "kind": "sinusoid",
             "axes": ["sample", "time", "channel"],
@@ -98,3 +85,22 @@ def make_sinusoids(
             "n_per_class": n_per_class,
         },
     )
+
+
+def _checked_cycles(n_per_class: int, n_classes: int, length: int, kind: str, noise: float) -> list[int]:
+    """Each class's cycles per sequence, after refusing arguments that cannot make the data."""
+    if kind not in KINDS:
+        raise InputError(f"kind: unknown {kind!r} (choose from {', '.join(KINDS)})")
+    if n_per_class < 2:
+        raise InputError(f"n_per_class: {n_per_class} must be >= 2 (one per group at least)")
+    if n_classes < 2:
+        raise InputError(f"n_classes: {n_classes} must be >= 2")
+    if noise < 0 or not np.isfinite(noise):
+        raise InputError(f"noise: {noise} must be a finite number >= 0")
+    cycles = class_cycles(n_classes) if kind == "frequency" else [PHASE_KIND_CYCLES] * n_classes
+    # stay well below Nyquist (T/2 cycles) so every class is a clean, distinct sinusoid
+    if length < 4 * max(cycles):
+        raise InputError(
+            f"length: {length} time steps is too short for {max(cycles)} cycles (need >= {4 * max(cycles)})"
+        )
+    return cycles

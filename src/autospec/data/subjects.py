@@ -9,6 +9,7 @@ with data must have a phenotype row, unless it was deliberately left out (``excl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,13 @@ def resolve_trs(g: GiftConfig, run: gift_run.GiftRun, ids: list[str]) -> dict[st
 
 
 def _orphans_and_missing(
-    cfg: CohortConfig, kept: list[str], data_ids: list[str], known: set[str], where: str, *, why_missing=None
+    cfg: CohortConfig,
+    kept: list[str],
+    data_ids: list[str],
+    known: set[str],
+    where: str,
+    *,
+    why_missing: Callable[[str], str] | None = None,
 ) -> None:
     data_set = set(data_ids)
     missing = [s for s in kept if s not in data_set]
@@ -148,6 +155,54 @@ def _orphans_and_missing(
             f"subject {orphans[0]}: has data but no row in phenotype {cfg.phenotype} "
             f"(data: {where}; add it there or to exclude)"
         )
+
+
+@dataclass
+class _BoundData:
+    """The kept subjects bound to their data files, in the data kind's order."""
+
+    files: dict[str, tuple[Path, ...]]  # every subject with data -> its file(s)
+    data_ids: list[str]  # every subject with data (kept or not)
+    order: list[str]  # the kept subjects, in final order
+    meta_files: list[Path] = field(default_factory=list)
+    tr: dict[str, float] = field(default_factory=dict)
+    gift_index: dict[str, int] = field(default_factory=dict)
+
+
+def _bind_volumes(cfg: CohortConfig, kept: list[str], known: set[str]) -> _BoundData:
+    fs = cfg.freesurfer
+    assert fs is not None
+    files = _freesurfer_data(fs)
+    data_ids = list(files)
+    where = str(fs.table if fs.table is not None else fs.subjects_dir)
+
+    def missing_why(sid: str) -> str:
+        if fs.table is not None:
+            return f"no row in {fs.table}"
+        assert fs.subjects_dir is not None
+        d = fs.subjects_dir / sid
+        return f"{aseg_stats_path(fs.subjects_dir, sid)} not found" if d.is_dir() else f"no FreeSurfer directory {d}"
+
+    _orphans_and_missing(cfg, kept, data_ids, known, where, why_missing=missing_why)
+    return _BoundData(files=files, data_ids=data_ids, order=kept)
+
+
+def _bind_gift(cfg: CohortConfig, kind: str, kept: list[str], known: set[str], excluded: set[str]) -> _BoundData:
+    listed, files, run = _gift_data(cfg, kind, excluded)
+    _orphans_and_missing(cfg, kept, listed, known, f"not in GIFT's subject list {run.source} (no data)")
+    kept_set = set(kept)
+    order = [s for s in listed if s in kept_set]
+    bound = _BoundData(
+        files=files,
+        data_ids=listed,
+        order=order,
+        meta_files=list(run.meta_files),
+        gift_index={s: listed.index(s) + 1 for s in order},
+    )
+    if kind == "timecourses" and order:
+        assert cfg.gift is not None
+        bound.tr = resolve_trs(cfg.gift, run, order)
+    return bound
 
 
 def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
@@ -175,39 +230,9 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
         "not in groups.keep": [s for s in pheno.index if s not in set(kept) | excluded],
     }
     known = excluded | set(pheno.index) | set(ignored["disenrolled"])
-    meta_files = [cfg.phenotype]
-    trs: dict[str, float] = {}
-    gift_index: dict[str, int] = {}
-    if kind == "volumes":
-        fs = cfg.freesurfer
-        assert fs is not None
-        files = _freesurfer_data(fs)
-        data_ids = list(files)
-        where = str(fs.table if fs.table is not None else fs.subjects_dir)
-
-        def missing_why(sid: str) -> str:
-            if fs.table is not None:
-                return f"no row in {fs.table}"
-            assert fs.subjects_dir is not None
-            d = fs.subjects_dir / sid
-            return (
-                f"{aseg_stats_path(fs.subjects_dir, sid)} not found" if d.is_dir() else f"no FreeSurfer directory {d}"
-            )
-
-        _orphans_and_missing(cfg, kept, data_ids, known, where, why_missing=missing_why)
-        order = kept
-    else:
-        listed, files, run = _gift_data(cfg, kind, excluded)
-        meta_files += run.meta_files
-        data_ids = listed
-        _orphans_and_missing(cfg, kept, listed, known, f"not in GIFT's subject list {run.source} (no data)")
-        kept_set = set(kept)
-        order = [s for s in listed if s in kept_set]
-        gift_index = {s: listed.index(s) + 1 for s in order}
-        if kind == "timecourses" and order:
-            assert cfg.gift is not None
-            trs = resolve_trs(cfg.gift, run, order)
-    stray = sorted(excluded - set(pheno.index) - set(ignored["disenrolled"]) - set(data_ids))
+    bound = _bind_volumes(cfg, kept, known) if kind == "volumes" else _bind_gift(cfg, kind, kept, known, excluded)
+    order = bound.order
+    stray = sorted(excluded - set(pheno.index) - set(ignored["disenrolled"]) - set(bound.data_ids))
     if stray:
         log.warning("cohort %s: excluded subject(s) not found anywhere: %s", cfg.name, ", ".join(stray))
     for why, subs in ignored.items():
@@ -223,15 +248,15 @@ def cohort_subjects(cfg: CohortConfig, kind: str) -> CohortSubjects:
         labels = assign_groups(pheno.loc[order], {"by": [cfg.label]}, what="label")
     covariates = read_covariates(pheno, cfg.covariates, order) if cfg.covariates else None
     return CohortSubjects(
-        cfg.name,
-        kind,
-        order,
-        groups,
-        labels,
-        {s: files[s] for s in order},
-        meta_files,
-        ignored,
-        covariates,
-        trs,
-        gift_index,
+        cohort=cfg.name,
+        kind=kind,
+        ids=order,
+        groups=groups,
+        labels=labels,
+        files={s: bound.files[s] for s in order},
+        meta_files=[cfg.phenotype, *bound.meta_files],
+        ignored=ignored,
+        covariates=covariates,
+        tr=bound.tr,
+        gift_index=bound.gift_index,
     )

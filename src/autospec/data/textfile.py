@@ -10,7 +10,7 @@ from ..errors import InputError
 MAX_TEXT_BYTES = 256 * 1024 * 1024
 
 
-def read_text(path: os.PathLike | str, what: str) -> str:
+def read_text(path: os.PathLike[str] | str, what: str) -> str:
     """The file's text: a UTF-8 BOM dropped, CRLF/CR turned into LF.
 
     Raises
@@ -39,6 +39,6 @@ def read_text(path: os.PathLike | str, what: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text_lines(path: os.PathLike | str, what: str) -> list[str]:
+def read_text_lines(path: os.PathLike[str] | str, what: str) -> list[str]:
     """The lines of :func:`read_text` (no line-end characters)."""
     return read_text(path, what).split("\n")

@@ -12,10 +12,10 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ..nn.attention import TransformerEncoderLayer
 from ..nn.positions import LearnedPositions
-from .registry import check_input, equal_widths, register
+from .registry import BatteryModel, check_input, equal_widths, n_logits, register
 
 
-class BertEncoder(nn.Module):
+class BertEncoder(BatteryModel):
     """See the module docstring."""
 
     def __init__(
@@ -23,6 +23,7 @@ class BertEncoder(nn.Module):
         task: str,
         input_shape: tuple[int, int],
         n_classes: int | None,
+        *,
         d_model: int,
         n_layers: int,
         nhead: int,
@@ -51,7 +52,7 @@ class BertEncoder(nn.Module):
             for _ in range(n_layers)
         )
         if task == "classify":
-            self.head = nn.Linear(d_model, n_classes)
+            self.head = nn.Linear(d_model, n_logits(n_classes, "bert"))
         else:
             self.decoder = nn.Linear(d_model, n_features)
 
@@ -60,9 +61,8 @@ class BertEncoder(nn.Module):
         h = self.positions(self.embed(x))
         for block in self.blocks:
             h = block(h)
-        if self.task == "classify":
-            return self.head(h.mean(dim=1))
-        return self.decoder(h)
+        y: Tensor = self.head(h.mean(dim=1)) if self.task == "classify" else self.decoder(h)
+        return y
 
 
 @register("bert")
@@ -100,5 +100,15 @@ def build_bert(
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < t:
         raise InputError(f"bert: max_len={max_len!r} must be an int >= T={t}")
     return BertEncoder(
-        task, input_shape, n_classes, d_model, len(hidden), nhead, dim_ff, dropout, activation, norm_first, max_len
+        task,
+        input_shape,
+        n_classes,
+        d_model=d_model,
+        n_layers=len(hidden),
+        nhead=nhead,
+        dim_feedforward=dim_ff,
+        dropout=dropout,
+        activation=activation,
+        norm_first=norm_first,
+        max_len=max_len,
     )

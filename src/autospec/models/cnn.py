@@ -10,16 +10,18 @@ autoencode: stride 1 everywhere (every map keeps the input's size), then a last 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from torch import Tensor, nn
 
 from ..errors import InputError
 from ..nn.activations import activation_function
-from .registry import check_input, register
+from .registry import BatteryModel, check_input, n_logits, register
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
-class ConvNet(nn.Module):
+class ConvNet(BatteryModel):
     """A stack of ``ndim``-D convolutions; see the module docstring for the design."""
 
     def __init__(
@@ -29,6 +31,7 @@ class ConvNet(nn.Module):
         input_shape: tuple[int, ...],
         n_classes: int | None,
         hidden: tuple[int, ...],
+        *,
         activation: str,
         kernel_size: int,
         stride: int,
@@ -45,11 +48,9 @@ class ConvNet(nn.Module):
         conv = _CONV[ndim]
         pad = kernel_size // 2
         widths = [channels, *hidden]
-        self.convs = nn.ModuleList(
-            conv(a, b, kernel_size, stride=stride, padding=pad) for a, b in zip(widths[:-1], widths[1:])
-        )
+        self.convs = nn.ModuleList(conv(a, b, kernel_size, stride=stride, padding=pad) for a, b in pairwise(widths))
         if task == "classify":
-            self.head = nn.Linear(hidden[-1], n_classes)
+            self.head = nn.Linear(hidden[-1], n_logits(n_classes, f"cnn{ndim}d"))
         else:
             self.decoder = conv(hidden[-1], channels, kernel_size, stride=1, padding=pad)
 
@@ -59,8 +60,9 @@ class ConvNet(nn.Module):
         for conv in self.convs:
             h = self._act(conv(h))
         if self.task == "classify":
-            return self.head(h.mean(dim=tuple(range(2, h.dim()))))
-        y = self.decoder(h)
+            logits: Tensor = self.head(h.mean(dim=tuple(range(2, h.dim()))))
+            return logits
+        y: Tensor = self.decoder(h)
         return y.squeeze(1) if self.add_channel else y
 
 
@@ -70,6 +72,7 @@ def _build(
     input_shape: tuple[int, ...],
     n_classes: int | None,
     hidden: tuple[int, ...],
+    *,
     activation: str,
     kernel_size: int,
     stride: int,
@@ -86,7 +89,9 @@ def _build(
         raise InputError(f"{family}: stride must be a positive int, got {stride!r}")
     if task == "autoencode" and stride != 1:
         raise InputError(f"{family}: autoencode keeps the input's size and needs stride 1, got stride={stride}")
-    return ConvNet(ndim, task, input_shape, n_classes, hidden, activation, kernel_size, stride)
+    return ConvNet(
+        ndim, task, input_shape, n_classes, hidden, activation=activation, kernel_size=kernel_size, stride=stride
+    )
 
 
 @register("cnn1d")
@@ -101,7 +106,17 @@ def build_cnn1d(
     stride: int = 1,
 ) -> ConvNet:
     """Input (C, T): channels are the ICA components, positions the time points."""
-    return _build(1, task, input_shape, n_classes, hidden, activation, kernel_size, stride, "(C, T)")
+    return _build(
+        1,
+        task,
+        input_shape,
+        n_classes,
+        hidden,
+        activation=activation,
+        kernel_size=kernel_size,
+        stride=stride,
+        shapes="(C, T)",
+    )
 
 
 @register("cnn2d")
@@ -118,7 +133,17 @@ def build_cnn2d(
     """Input (H, W) or (C, H, W), e.g. (28, 28) or (1, 28, 28) for MNIST, or (T, C) for ICA time
     courses: the T × C matrix is a one-channel image (kernels span neighbouring time points and
     neighbouring components in the data's component order)."""
-    return _build(2, task, input_shape, n_classes, hidden, activation, kernel_size, stride, "(H, W) or (C, H, W)")
+    return _build(
+        2,
+        task,
+        input_shape,
+        n_classes,
+        hidden,
+        activation=activation,
+        kernel_size=kernel_size,
+        stride=stride,
+        shapes="(H, W) or (C, H, W)",
+    )
 
 
 @register("cnn3d")
@@ -135,4 +160,14 @@ def build_cnn3d(
     """Input (X, Y, Z) or (C, X, Y, Z). Default stride: 2 for classify (small maps), 1 for autoencode."""
     if stride is None:
         stride = 2 if task == "classify" else 1
-    return _build(3, task, input_shape, n_classes, hidden, activation, kernel_size, stride, "(X, Y, Z) or (C, X, Y, Z)")
+    return _build(
+        3,
+        task,
+        input_shape,
+        n_classes,
+        hidden,
+        activation=activation,
+        kernel_size=kernel_size,
+        stride=stride,
+        shapes="(X, Y, Z) or (C, X, Y, Z)",
+    )

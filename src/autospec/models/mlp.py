@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from torch import Tensor, nn
 
 from ..nn.activations import activation_function
-from .registry import check_input, register
+from .registry import BatteryModel, check_input, n_logits, register
 
 
-class MLP(nn.Module):
+class MLP(BatteryModel):
     """Linear layers ``layers.0 ... layers.k`` with the activation between them (none after the last).
 
     classify: D -> hidden... -> n_classes logits; autoencode: D -> hidden... -> D, reshaped to the
@@ -26,7 +27,7 @@ class MLP(nn.Module):
         self.activation = activation
         self._act = activation_function(activation)
         widths = [math.prod(input_shape), *hidden, math.prod(out_shape)]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.in_shape, "mlp")
@@ -44,5 +45,5 @@ def build_mlp(
     task: str, input_shape: tuple[int, ...], n_classes: int | None, hidden: tuple[int, ...], activation: str
 ) -> MLP:
     """Any input shape (flattened). ``hidden=()`` gives a single Linear layer."""
-    out_shape = (n_classes,) if task == "classify" else input_shape
+    out_shape = (n_logits(n_classes, "mlp"),) if task == "classify" else input_shape
     return MLP(input_shape, hidden, out_shape, activation)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
@@ -17,14 +18,24 @@ from ..nn.activations import ACTIVATIONS
 
 TASKS = ("classify", "autoencode")
 
-Builder = Callable[..., nn.Module]
+
+class BatteryModel(nn.Module):
+    """A model of the battery: :func:`build_model` records its family, task and input shape."""
+
+    family: str
+    task: str
+    input_shape: tuple[int, ...]
+
+
+Builder = Callable[..., BatteryModel]
+_B = TypeVar("_B", bound=Builder)
 _FAMILIES: dict[str, Builder] = {}
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
+def register(name: str) -> Callable[[_B], _B]:
     """Decorator adding a builder to the battery under ``name`` (each name once)."""
 
-    def deco(fn: Builder) -> Builder:
+    def deco(fn: _B) -> _B:
         if name in _FAMILIES:
             raise ValueError(f"model family {name!r} is already registered")
         _FAMILIES[name] = fn
@@ -42,6 +53,13 @@ def check_input(x: Tensor, input_shape: tuple[int, ...], family: str) -> None:
     """Raise ValueError unless ``x`` is (N, *input_shape)."""
     if tuple(x.shape[1:]) != input_shape:
         raise ValueError(f"{family}: expected input (N, {', '.join(map(str, input_shape))}), got {tuple(x.shape)}")
+
+
+def n_logits(n_classes: int | None, family: str) -> int:
+    """The output width of a ``classify`` model: ``n_classes`` (:func:`build_model` checks it)."""
+    if n_classes is None:
+        raise InputError(f"{family}: classify needs n_classes >= 2, got None")
+    return n_classes
 
 
 def equal_widths(hidden: tuple[int, ...], family: str, unit: str) -> int:
@@ -62,9 +80,9 @@ def _as_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _as_hidden(hidden: Sequence[int] | int) -> tuple[int, ...]:
-    widths = (hidden,) if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
+    given: Any = (hidden,) if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden  # user input
     try:
-        widths = tuple(widths)
+        widths = tuple(given)
     except TypeError:
         raise InputError(f"hidden must be a sequence of positive ints, got {hidden!r}") from None
     if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
@@ -77,10 +95,11 @@ def build_model(
     task: str,
     input_shape: Sequence[int],
     n_classes: int | None,
+    *,
     hidden: Sequence[int] = (32,),
     activation: str = "relu",
-    **opts,
-) -> nn.Module:
+    **opts: Any,
+) -> BatteryModel:
     """Build a model of the battery.
 
     Parameters
@@ -112,9 +131,8 @@ def build_model(
         raise InputError(f"{family}: activation {activation!r} is not one of: {', '.join(ACTIVATIONS)}")
     shape = _as_shape(input_shape)
     widths = _as_hidden(hidden)
-    if task == "classify":
-        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-            raise InputError(f"{family}: classify needs n_classes >= 2, got {n_classes!r}")
+    if task == "classify" and (isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2):
+        raise InputError(f"{family}: classify needs n_classes >= 2, got {n_classes!r}")
     builder = _FAMILIES[family]
     allowed = sorted(
         p.name for p in inspect.signature(builder).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY

@@ -7,10 +7,10 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ..nn.elman import ElmanRNN
 from ..nn.lstm import LSTM
-from .registry import check_input, equal_widths, register
+from .registry import BatteryModel, check_input, equal_widths, n_logits, register
 
 
-class RecurrentNet(nn.Module):
+class RecurrentNet(BatteryModel):
     """``rnn`` over (N, T, F), then ``head`` (classify: Linear on the last time step's top hidden
     state) or ``decoder`` (autoencode: the same Linear applied to every time step's output, H -> F)."""
 
@@ -20,22 +20,21 @@ class RecurrentNet(nn.Module):
         self.task = task
         self.rnn = rnn
         if task == "classify":
-            self.head = nn.Linear(rnn.hidden_size, n_classes)
+            self.head = nn.Linear(rnn.hidden_size, n_logits(n_classes, type(rnn).__name__))
         else:
             self.decoder = nn.Linear(rnn.hidden_size, input_shape[1])
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.in_shape, type(self.rnn).__name__)
         out, _ = self.rnn(x)  # (N, T, H); out[:, -1] is the top layer's h_T
-        if self.task == "classify":
-            return self.head(out[:, -1])
-        return self.decoder(out)
+        y: Tensor = self.head(out[:, -1]) if self.task == "classify" else self.decoder(out)
+        return y
 
 
 def _sequence_shape(input_shape: tuple[int, ...], family: str) -> tuple[int, int]:
     if len(input_shape) != 2:
         raise InputError(f"{family}: input_shape must be (T, F) (time points, features), got {input_shape}")
-    return input_shape  # type: ignore[return-value]
+    return input_shape
 
 
 def _layers(hidden: tuple[int, ...], family: str) -> tuple[int, int]:

@@ -43,6 +43,7 @@ class MultiheadAttention(nn.Module):
         self,
         embed_dim: int,
         num_heads: int,
+        *,
         bias: bool = True,
         dropout: float = 0.0,
         batch_first: bool = True,
@@ -85,27 +86,32 @@ class MultiheadAttention(nn.Module):
                 nn.init.zeros_(lin.bias)
 
     def _merged_mask(
-        self, attn_mask: Tensor | None, key_padding_mask: Tensor | None, n: int, l: int, s: int, dtype: torch.dtype
+        self,
+        attn_mask: Tensor | None,
+        key_padding_mask: Tensor | None,
+        shape: tuple[int, int, int],
+        dtype: torch.dtype,
     ) -> Tensor | None:
-        """One additive mask broadcastable to (N, heads, L, S), or None."""
+        """One additive mask broadcastable to (N, heads, L, S), or None; ``shape`` is (N, L, S)."""
+        n, tgt_len, src_len = shape
         merged = None
         if attn_mask is not None:
             mask = _additive_mask(attn_mask, dtype)
-            if mask.dim() == 2 and tuple(mask.shape) == (l, s):
-                merged = mask.view(1, 1, l, s)
-            elif mask.dim() == 3 and tuple(mask.shape) == (n * self.num_heads, l, s):
-                merged = mask.view(n, self.num_heads, l, s)
+            if mask.dim() == 2 and tuple(mask.shape) == (tgt_len, src_len):
+                merged = mask.view(1, 1, tgt_len, src_len)
+            elif mask.dim() == 3 and tuple(mask.shape) == (n * self.num_heads, tgt_len, src_len):
+                merged = mask.view(n, self.num_heads, tgt_len, src_len)
             else:
                 raise ValueError(
                     f"MultiheadAttention: attn_mask shape {tuple(attn_mask.shape)} is neither "
-                    f"{(l, s)} nor {(n * self.num_heads, l, s)}"
+                    f"{(tgt_len, src_len)} nor {(n * self.num_heads, tgt_len, src_len)}"
                 )
         if key_padding_mask is not None:
-            if tuple(key_padding_mask.shape) != (n, s):
+            if tuple(key_padding_mask.shape) != (n, src_len):
                 raise ValueError(
-                    f"MultiheadAttention: key_padding_mask shape {tuple(key_padding_mask.shape)}, expected {(n, s)}"
+                    f"MultiheadAttention: key_padding_mask shape {tuple(key_padding_mask.shape)}, expected {(n, src_len)}"
                 )
-            kpm = _additive_mask(key_padding_mask, dtype).view(n, 1, 1, s)
+            kpm = _additive_mask(key_padding_mask, dtype).view(n, 1, 1, src_len)
             merged = kpm if merged is None else merged + kpm
         return merged
 
@@ -114,6 +120,7 @@ class MultiheadAttention(nn.Module):
         query: Tensor,
         key: Tensor,
         value: Tensor,
+        *,
         key_padding_mask: Tensor | None = None,
         need_weights: bool = False,
         attn_mask: Tensor | None = None,
@@ -125,24 +132,24 @@ class MultiheadAttention(nn.Module):
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         if query.dim() != 3 or key.dim() != 3 or value.dim() != 3:
             raise ValueError("MultiheadAttention: query, key and value must be 3-D (batch, seq, features)")
-        n, l, _ = query.shape
-        s = key.shape[1]
+        n, tgt_len, _ = query.shape
+        src_len = key.shape[1]
         if key.shape[:2] != value.shape[:2] or key.shape[0] != n:
             raise ValueError(
                 f"MultiheadAttention: query {tuple(query.shape)}, key {tuple(key.shape)} and value "
                 f"{tuple(value.shape)} disagree on batch or source length"
             )
         h, d = self.num_heads, self.head_dim
-        q = self.q_proj(query).view(n, l, h, d).transpose(1, 2)  # (N, h, L, d)
-        k = self.k_proj(key).view(n, s, h, d).transpose(1, 2)  # (N, h, S, d)
-        v = self.v_proj(value).view(n, s, h, d).transpose(1, 2)
+        q = self.q_proj(query).view(n, tgt_len, h, d).transpose(1, 2)  # (N, h, L, d)
+        k = self.k_proj(key).view(n, src_len, h, d).transpose(1, 2)  # (N, h, S, d)
+        v = self.v_proj(value).view(n, src_len, h, d).transpose(1, 2)
         scores = (q * math.sqrt(1.0 / d)) @ k.transpose(-2, -1)  # (N, h, L, S)
-        mask = self._merged_mask(attn_mask, key_padding_mask, n, l, s, scores.dtype)
+        mask = self._merged_mask(attn_mask, key_padding_mask, (n, tgt_len, src_len), scores.dtype)
         if mask is not None:
             scores = scores + mask
         weights = torch.softmax(scores, dim=-1)
         weights = F.dropout(weights, p=self.dropout, training=self.training)
-        out = (weights @ v).transpose(1, 2).reshape(n, l, self.embed_dim)
+        out = (weights @ v).transpose(1, 2).reshape(n, tgt_len, self.embed_dim)
         out = self.out_proj(out)
         if not self.batch_first:
             out = out.transpose(0, 1)
@@ -175,7 +182,7 @@ class MultiheadAttention(nn.Module):
         new.to(device=ref.device, dtype=ref.dtype)
         e = mha.embed_dim
         if mha._qkv_same_embed_dim:
-            w_q, w_k, w_v = mha.in_proj_weight.split(e, dim=0)
+            w_q, w_k, w_v = torch.split(mha.in_proj_weight, e, dim=0)
         else:
             w_q, w_k, w_v = mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight
         with torch.no_grad():
@@ -183,7 +190,7 @@ class MultiheadAttention(nn.Module):
                 lin.weight.copy_(w)
             new.out_proj.weight.copy_(mha.out_proj.weight)
             if has_bias:
-                for lin, b in zip((new.q_proj, new.k_proj, new.v_proj), mha.in_proj_bias.split(e)):
+                for lin, b in zip((new.q_proj, new.k_proj, new.v_proj), torch.split(mha.in_proj_bias, e)):
                     lin.bias.copy_(b)
                 new.out_proj.bias.copy_(mha.out_proj.bias)
         return new
@@ -202,6 +209,7 @@ class TransformerEncoderLayer(nn.Module):
         d_model: int,
         nhead: int,
         dim_feedforward: int = 2048,
+        *,
         dropout: float = 0.0,
         activation: str = "relu",
         layer_norm_eps: float = 1e-5,
@@ -225,10 +233,12 @@ class TransformerEncoderLayer(nn.Module):
 
     def _sa_block(self, x: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None) -> Tensor:
         x = self.self_attn(x, x, x, key_padding_mask=key_padding_mask, attn_mask=attn_mask)[0]
-        return self.dropout1(x)
+        out: Tensor = self.dropout1(x)
+        return out
 
     def _ff_block(self, x: Tensor) -> Tensor:
-        return self.dropout2(self.linear2(self.dropout(self._act(self.linear1(x)))))
+        out: Tensor = self.dropout2(self.linear2(self.dropout(self._act(self.linear1(x)))))
+        return out
 
     def forward(
         self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None

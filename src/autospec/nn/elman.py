@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .activations import ActivationFn, activation_function
-from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
+from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, recurrent_layers, reset_recurrent_
 
 
 class ElmanRNN(nn.Module):
@@ -41,6 +41,7 @@ class ElmanRNN(nn.Module):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
+        *,
         nonlinearity: str = "tanh",
         bias: bool = True,
         batch_first: bool = True,
@@ -80,7 +81,7 @@ class ElmanRNN(nn.Module):
             )
         seq = x
         finals = []
-        for layer, h in zip(self.layers, h0.unbind(0)):
+        for layer, h in zip(recurrent_layers(self.layers), h0.unbind(0)):
             pre = layer.ih(seq)  # (N, T, H) in one call: does not depend on the recurrence
             steps = []
             for step in range(t):

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .activations import ActivationFn, activation_function
-from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, reset_recurrent_
+from .recurrent import RecurrentLayer, check_sequence, copy_recurrent_weights, recurrent_layers, reset_recurrent_
 
 
 class LSTM(nn.Module):
@@ -79,7 +79,7 @@ class LSTM(nn.Module):
                 )
         seq = x
         h_fin, c_fin = [], []
-        for layer, h, c in zip(self.layers, h0.unbind(0), c0.unbind(0)):
+        for layer, h, c in zip(recurrent_layers(self.layers), h0.unbind(0), c0.unbind(0)):
             pre = layer.ih(seq)  # (N, T, 4H) in one call: does not depend on the recurrence
             steps = []
             for step in range(t):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -35,9 +36,14 @@ class RecurrentLayer(nn.Module):
         self.hh = nn.Linear(hidden_size, out_per_step, bias=bias)
 
 
+def recurrent_layers(layers: nn.ModuleList) -> list[RecurrentLayer]:
+    """``layers`` as the RecurrentLayers they are (torch types a ModuleList's items as plain Modules)."""
+    return [cast(RecurrentLayer, layer) for layer in layers]
+
+
 def copy_recurrent_weights(layers: nn.ModuleList, rnn: nn.RNNBase) -> None:
     """Copy torch's ``weight_{ih,hh}_l{l}`` / ``bias_{ih,hh}_l{l}`` into ``layers[l].{ih,hh}``."""
-    ref = rnn.weight_ih_l0
+    ref = rnn.all_weights[0][0]  # weight_ih_l0 (typed, unlike the attribute)
     layers.to(device=ref.device, dtype=ref.dtype)
     with torch.no_grad():
         for i, layer in enumerate(layers):

@@ -47,7 +47,7 @@ class AuditReport:
         return self.problems[0] if self.problems else None
 
 
-def embedded_provenance(figure: os.PathLike | str) -> dict[str, str]:
+def embedded_provenance(figure: os.PathLike[str] | str) -> dict[str, str]:
     """The provenance ID and sidecar name embedded in a PNG (text chunks) or PDF (Keywords).
 
     Raises whatever the image reader raises on a damaged file; :func:`audit` reports it.
@@ -125,7 +125,7 @@ def _ref(item: Any) -> dict[str, Any] | None:
 
 
 class _Auditor:
-    def __init__(self, roots: Sequence[Path]):
+    def __init__(self, roots: Sequence[os.PathLike[str] | str]) -> None:
         self.roots = [Path(r) for r in roots]
         self.report = AuditReport()
         self._hash: dict[Path, str | None] = {}
@@ -303,7 +303,11 @@ def _audit_sidecar(a: _Auditor, fig: Path, side: Path, emb: dict[str, str] | Non
         a.check_file(inp, 2, side.parent, str(side))
 
 
-def audit(target: os.PathLike | str, sidecar: os.PathLike | str | None = None, roots: Sequence = ()) -> AuditReport:
+def audit(
+    target: os.PathLike[str] | str,
+    sidecar: os.PathLike[str] | str | None = None,
+    roots: Sequence[os.PathLike[str] | str] = (),
+) -> AuditReport:
     """Walk the lineage of a figure (or of any output with a manifest) and re-hash everything."""
     fig = Path(target)
     a = _Auditor(roots)

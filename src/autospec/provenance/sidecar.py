@@ -25,11 +25,14 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_outputs, sha256_file, write_text_atomic
 from ..manifest import find_manifest
 from ..versions import code_version, host_info, package_versions
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCHEMA = "autospec-figure-provenance/1"
 PNG_KEY = "autospec:provenance"
@@ -47,12 +50,12 @@ def provenance_id(sidecar: Mapping[str, Any]) -> str:
     return "prov-" + hashlib.sha256(canonical_json(content).encode()).hexdigest()[:32]
 
 
-def sidecar_path_for(figure: os.PathLike | str) -> Path:
+def sidecar_path_for(figure: os.PathLike[str] | str) -> Path:
     """``fig.png`` -> ``fig.prov.json``."""
     return Path(figure).with_suffix(".prov.json")
 
 
-def input_record(path: os.PathLike | str) -> dict[str, Any]:
+def input_record(path: os.PathLike[str] | str) -> dict[str, Any]:
     """Path, sha256, size and linked manifest of one figure input."""
     p = Path(path)
     rec: dict[str, Any] = {
@@ -68,7 +71,7 @@ def input_record(path: os.PathLike | str) -> dict[str, Any]:
     return rec
 
 
-def config_hash(config: os.PathLike | str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+def config_hash(config: os.PathLike[str] | str | Mapping[str, Any] | None) -> dict[str, Any] | None:
     """sha256 of a config file's bytes, or of a mapping's canonical JSON."""
     if config is None:
         return None
@@ -102,13 +105,13 @@ def software_versions() -> dict[str, str | None]:
 
 def build_sidecar(
     kind: str,
-    inputs: Sequence[os.PathLike | str],
+    inputs: Sequence[os.PathLike[str] | str],
     *,
     rule: str | None = None,
     wildcards: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
     command: str | None = None,
-    config: os.PathLike | str | Mapping[str, Any] | None = None,
+    config: os.PathLike[str] | str | Mapping[str, Any] | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
     """Sidecar content (without outputs) with its provenance ID."""
@@ -140,11 +143,12 @@ def build_sidecar(
 
 
 def save_figure(
-    fig,
-    out_png: os.PathLike | str | None,
-    out_pdf: os.PathLike | str | None,
+    fig: Figure,
+    out_png: os.PathLike[str] | str | None,
+    out_pdf: os.PathLike[str] | str | None,
     sidecar: dict[str, Any],
-    sidecar_path: os.PathLike | str | None = None,
+    sidecar_path: os.PathLike[str] | str | None = None,
+    *,
     dpi: int = 200,
 ) -> Path:
     """Write PNG and/or PDF with the embedded ID and the sidecar, all-or-nothing; returns the sidecar path."""
@@ -195,7 +199,9 @@ def git_remote_url(start: Path | None = None) -> str | None:
     return url or None
 
 
-def write_dataset_description(results_dir: os.PathLike | str, name: str = "AutoSpec spectral introspection") -> Path:
+def write_dataset_description(
+    results_dir: os.PathLike[str] | str, name: str = "AutoSpec spectral introspection"
+) -> Path:
     """``results_dir/dataset_description.json`` in BIDS-derivatives style."""
     code = code_version()
     desc = {

@@ -77,7 +77,7 @@ def rng_states(generator: torch.Generator) -> dict[str, Any]:
             "gauss_next": gauss_next,
         },
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # unannotated in torch
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out
 

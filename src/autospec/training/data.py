@@ -81,7 +81,7 @@ class Samples:
     def n(self) -> int:
         return int(self.x.shape[0])
 
-    def batch(self, idx: torch.Tensor | None):
+    def batch(self, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """``(x, y, groups, rows)`` of the samples at positions ``idx`` (None: all, no copy)."""
         if idx is None:
             return self.x, self.y, self.groups, self.rows

@@ -79,7 +79,7 @@ def _write_error(err: OSError, out_dir: Path) -> InputError:
 
 def train(
     cfg: RunConfig,
-    out_dir: os.PathLike | str,
+    out_dir: os.PathLike[str] | str,
     *,
     progress: bool = True,
     on_epoch: Callable[[int], None] | None = None,

@@ -13,8 +13,10 @@ run out of memory (temporaries, the allocator's slack, other processes).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,8 +85,8 @@ def _weight_rows(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, tupl
     out_bytes = [0]
     rows: dict[str, list[int]] = {}
 
-    def note(name: str, module: nn.Module):
-        def hook(mod, args, output):
+    def note(name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if isinstance(output, torch.Tensor):
                 out_bytes[0] += output.numel() * output.element_size()
             if isinstance(mod, _RECORDED) and isinstance(output, torch.Tensor):
@@ -95,7 +97,7 @@ def _weight_rows(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, tupl
 
         return hook
 
-    handles = [m.register_forward_hook(note(n, m)) for n, m in model.named_modules() if not list(m.children())]
+    handles = [m.register_forward_hook(note(n)) for n, m in model.named_modules() if not list(m.children())]
     try:
         model(x)
     finally:
@@ -104,7 +106,7 @@ def _weight_rows(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, tupl
     return out_bytes[0], {k: (v[0], v[1], v[2]) for k, v in rows.items()}
 
 
-def _factor_bytes(n_out: int, n_in: int, rows: int, stats) -> int:
+def _factor_bytes(n_out: int, n_in: int, rows: int, stats: Collection[str]) -> int:
     """float64 bytes one group's accumulators of one weight hold at the end of a recorded step."""
     total = 0
     if "grad" in stats:
@@ -123,7 +125,9 @@ def estimate(
     m, rec = settings.model, settings.recording
     batch = min(settings.training.batch_size or n_train, n_train)
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = build_model(m.family, m.task, input_shape, n_classes, m.hidden, m.activation, **m.options)
+        model = build_model(
+            m.family, m.task, input_shape, n_classes, hidden=m.hidden, activation=m.activation, **m.options
+        )
         params = sum(p.numel() for p in model.parameters())
         try:
             acts, weights = _weight_rows(model, torch.empty((batch, *input_shape)))

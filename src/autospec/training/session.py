@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -82,7 +83,9 @@ def evaluate(model: nn.Module, samples: Samples, task: str, batch_size: int | No
     model.eval()
     try:
         with torch.no_grad():
-            chunks = [None] if not batch_size or batch_size >= samples.n else torch.arange(samples.n).split(batch_size)
+            chunks: list[torch.Tensor | None] = [None]
+            if batch_size and batch_size < samples.n:
+                chunks = list(torch.split(torch.arange(samples.n), batch_size))
             for idx in chunks:
                 xb, yb, _, _ = samples.batch(idx)
                 out = model(xb)
@@ -90,6 +93,15 @@ def evaluate(model: nn.Module, samples: Samples, task: str, batch_size: int | No
     finally:
         model.train(was_training)
     return totals.loss, totals.metric
+
+
+def _matched_sampler(s: RunSettings, data: TrainingData, ds: Dataset) -> MatchedSampler | None:
+    """The drawer of equal-sized group subsets for ``recording.group_sampling: matched``, else None."""
+    if s.recording.group_sampling != "matched":
+        return None
+    assert data.train.groups is not None  # the config refuses matched sampling without groups
+    present = np.unique(data.train.groups.cpu().numpy()).tolist()
+    return MatchedSampler(present, len(ds.group_names), ds.n, s.recording.sampling_seed)
 
 
 @dataclass
@@ -123,7 +135,7 @@ class Session:
     # ------------------------------------------------------------------ setup / resume
     @classmethod
     @contextlib.contextmanager
-    def open(cls, cfg: RunConfig, out_dir) -> Iterator[Session]:
+    def open(cls, cfg: RunConfig, out_dir: os.PathLike[str] | str) -> Iterator[Session]:
         """Set up the run in ``out_dir`` (resuming from its checkpoint when the config hash
         matches), with the run's torch settings in force until the block ends. On an exception
         the spectra files' temporaries are removed."""
@@ -160,10 +172,23 @@ class Session:
                 raise
 
     @classmethod
-    def _build(cls, cfg, run, *, ds, sha, device, chash, data, blob) -> Session:
+    def _build(
+        cls,
+        cfg: RunConfig,
+        run: RunDir,
+        *,
+        ds: Dataset,
+        sha: str,
+        device: torch.device,
+        chash: str,
+        data: TrainingData,
+        blob: dict[str, Any] | None,
+    ) -> Session:
         s = cfg.settings
         m, t = s.model, s.training
-        model = build_model(m.family, m.task, data.input_shape, data.n_classes, m.hidden, m.activation, **m.options)
+        model = build_model(
+            m.family, m.task, data.input_shape, data.n_classes, hidden=m.hidden, activation=m.activation, **m.options
+        )
         model = model.to(device)
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
@@ -171,10 +196,7 @@ class Session:
         n = data.train.n
         fixed_order = torch.randperm(n, generator=generator) if t.batch_size and t.shuffle == "once" else None
         recorders = Recorders(model, s.recording, t.epochs)
-        sampler = None
-        if s.recording.group_sampling == "matched":
-            present = np.unique(data.train.groups.cpu().numpy()).tolist()
-            sampler = MatchedSampler(present, len(ds.group_names), ds.n, s.recording.sampling_seed)
+        sampler = _matched_sampler(s, data, ds)
         progress = ckpt.Progress()
         if blob is not None:
             progress = cls._restore(
@@ -210,7 +232,15 @@ class Session:
         return session
 
     @staticmethod
-    def _restore(blob, run, *, model, optimizer, generator, recorders) -> ckpt.Progress:
+    def _restore(
+        blob: dict[str, Any],
+        run: RunDir,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        recorders: Recorders,
+    ) -> ckpt.Progress:
         where = str(run.checkpoint)
         progress = ckpt.progress_from(blob, where)
         try:
@@ -262,7 +292,7 @@ class Session:
 
         def step() -> None:
             with self.recorders.record(groups, rows):
-                objective.loss(self.model(xb), xb, yb, task).backward()
+                objective.loss(self.model(xb), xb, yb, task).backward()  # type: ignore[no-untyped-call]
 
         self.recorders.prime(step, self.model, self.device)
 
@@ -273,9 +303,11 @@ class Session:
         if bs is None or bs >= n:
             return [None]
         order = self.fixed_order if self.fixed_order is not None else torch.randperm(n, generator=self.generator)
-        return list(order.split(bs))
+        return list(torch.split(order, bs))
 
-    def _recorded_groups(self, groups: torch.Tensor | None, rows: torch.Tensor):
+    def _recorded_groups(
+        self, groups: torch.Tensor | None, rows: torch.Tensor
+    ) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
         """The group ids to record the batch with (matched sampling draws its subsets here)."""
         if self.sampler is None or groups is None or not self.recorders.records_next():
             return groups, None
@@ -343,7 +375,7 @@ class Session:
         value = float(loss.detach())
         if not math.isfinite(value):
             raise Diverged(epoch, value)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         return out, value
 
     def evaluate_held_out(self) -> dict[str, float]:

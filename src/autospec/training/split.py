@@ -13,6 +13,8 @@ stratum's members are put in a random order by one ``numpy.random.default_rng(sp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..errors import InputError
@@ -41,7 +43,9 @@ def _kfold(strata: list[np.ndarray], k: int, fold: int) -> list[np.ndarray]:
     return [order[np.arange(len(order)) % k == fold]]
 
 
-def held_out(groups: np.ndarray, labels: np.ndarray, split: SplitSettings, group_names=None) -> np.ndarray:
+def held_out(
+    groups: np.ndarray, labels: np.ndarray, split: SplitSettings, group_names: Sequence[str] | np.ndarray | None = None
+) -> np.ndarray:
     """Boolean mask of the held-out samples (all False for ``split: none``).
 
     Raises InputError when the split leaves no training or no held-out sample, or a group with

@@ -115,7 +115,8 @@ def draw_volumes(rng: np.random.Generator, etiv: float, age: float, factors: dic
     z = rng.standard_normal(len(t.names))
     planted = np.array([factors.get(n, 1.0) for n in t.names])
     age_term = np.maximum(1.0 + slope * (age - AGE_REF), 0.2)
-    return t.volumes * (etiv / t.reference_etiv) * age_term * np.exp(noise_sd * z) * planted
+    volumes: np.ndarray = t.volumes * (etiv / t.reference_etiv) * age_term * np.exp(noise_sd * z) * planted
+    return volumes
 
 
 def _global_measures(rng: np.random.Generator, etiv: float, vol: np.ndarray) -> dict[str, float]:
@@ -162,10 +163,7 @@ def _global_measures(rng: np.random.Generator, etiv: float, vol: np.ndarray) -> 
 
 
 def _fmt_measure(m: dict[str, Any], value: float) -> str:
-    if m["unit"] == "unitless" and "Holes" in m["key"]:
-        v = f"{int(value)}"
-    else:
-        v = f"{value:.6f}"
+    v = f"{int(value)}" if m["unit"] == "unitless" and "Holes" in m["key"] else f"{value:.6f}"
     return f"# Measure {m['key']}, {m['short']}, {m['description']}, {v}, {m['unit']}"
 
 
@@ -183,7 +181,7 @@ _TABLE_COLS = [
 ]
 
 
-def format_row(index: int, segid: int, nvox: int, vol: float, name: str, stats: tuple[float, ...]) -> str:
+def format_row(index: int, segid: int, nvox: int, vol: float, name: str, *, stats: tuple[float, ...]) -> str:
     """One table row in ``mri_segstats``' fixed-width layout."""
     mean, sd, lo, hi = stats
     return (
@@ -244,11 +242,11 @@ def aseg_stats_text(rng: np.random.Generator, subject_id: str, etiv: float, vol:
     jitter = rng.standard_normal((len(vol), 4))
     for i, name in enumerate(t.names):
         if vol[i] <= 0.0:
-            lines.append(format_row(i + 1, int(t.segids[i]), 0, 0.0, name, (0.0, 0.0, 0.0, 0.0)))
+            lines.append(format_row(i + 1, int(t.segids[i]), 0, 0.0, name, stats=(0.0, 0.0, 0.0, 0.0)))
             continue
         mean = t.norm_mean[i] + 2.0 * jitter[i, 0]
         sd = t.norm_std[i] * float(np.exp(0.05 * jitter[i, 1]))
         lo = max(0.0, float(np.rint(t.norm_min[i] + 4.0 * jitter[i, 2])))
         hi = max(lo + 1.0, float(np.rint(t.norm_max[i] + 4.0 * jitter[i, 3])))
-        lines.append(format_row(i + 1, int(t.segids[i]), int(nvox[i]), vol[i], name, (mean, sd, lo, hi)))
+        lines.append(format_row(i + 1, int(t.segids[i]), int(nvox[i]), vol[i], name, stats=(mean, sd, lo, hi)))
     return "\n".join(lines) + "\n"

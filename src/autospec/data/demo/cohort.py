@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,8 @@ def _phenotype(seed: int, n_sz: int, n_hc: int) -> tuple[list[dict[str, str]], l
         }
         for k, sid in enumerate(enrolled)
     }
-    rows = []
-    for sid in ids:
-        # COBRE marks subjects who left the study with "Disenrolled" in every column
-        rows.append(info.get(sid) or {"": sid} | dict.fromkeys(_PHENO_COLS[1:], "Disenrolled"))
+    # COBRE marks subjects who left the study with "Disenrolled" in every column
+    rows = [info.get(sid) or {"": sid} | dict.fromkeys(_PHENO_COLS[1:], "Disenrolled") for sid in ids]
     return rows, enrolled
 
 
@@ -158,7 +157,9 @@ def cohort_config(name: str = "demo") -> dict[str, Any]:
     }
 
 
-def planted_description(seed: int, effect: float, n_sz: int, n_hc: int, small: bool, grid_mm: float) -> dict[str, Any]:
+def planted_description(
+    seed: int, effect: float, *, n_sz: int, n_hc: int, small: bool, grid_mm: float
+) -> dict[str, Any]:
     """Exactly what :func:`make_demo_cohort` plants (the content of ``planted_effect.json``)."""
     rho_sz = min(ica.BASE_COUPLING + COUPLING_CHANGE * effect, ica.COUPLING_MAX)
     return {
@@ -223,28 +224,46 @@ def gift_subject(sid: str, grid: ica.Grid) -> GiftSubject:
     return GiftSubject([input_file(sid)], [ica.N_TIMEPOINTS], header)
 
 
-def _write_cohort(root: Path, seed: int, effect: float, n_sz: int, n_hc: int, small: bool, grid_mm: float) -> None:
+def _write_cohort(root: Path, seed: int, effect: float, *, n_sz: int, n_hc: int, small: bool, grid_mm: float) -> None:
     rows, enrolled = _phenotype(seed, n_sz, n_hc)
-    by_id = {r[""]: r for r in rows}
     (root / "phenotype.csv").write_text(_csv_text(rows))
     gdir = root / "gift"
     gdir.mkdir()
+    grid = ica.make_grid(grid_mm)
+    ica.brain_mask(grid_mm), ica.component_layout(), ica.inside_index(grid_mm)  # warm caches
+    write_parameter_files(
+        gdir, PREFIX, [gift_subject(s, grid) for s in enrolled], ica.TR, MAT_VERSION, recorded_dir=GIFT_RUN_DIR
+    )
+    write_one = _subject_writer(root, grid, seed=seed, effect=effect, phenotype={r[""]: r for r in rows})
+    mean_maps, mean_tc = _write_subjects(write_one, enrolled, grid)
+    write_mean_outputs(gdir, PREFIX, gift_subject(enrolled[0], grid).header, mean_maps, mean_tc)
 
+    (root / "cohort.yaml").write_text(
+        "# Cohort config for the synthetic demo cohort (autospec make-demo-cohort); paths are\n"
+        "# relative to this file. Use: autospec preprocess --cohort-config cohort.yaml "
+        "--cohort demo\n# gift/ is laid out as GIFT writes it: subjects, sessions and TR come "
+        "from gift/demo_ica_parameter_info.mat\n" + yaml.safe_dump(cohort_config(), sort_keys=False)
+    )
+    planted = planted_description(seed, effect, n_sz=n_sz, n_hc=n_hc, small=small, grid_mm=grid_mm)
+    (root / "planted_effect.json").write_text(json.dumps(planted, indent=2) + "\n")
+
+
+_SubjectWriter = Callable[[int, str], tuple[np.ndarray, np.ndarray]]
+
+
+def _subject_writer(
+    root: Path, grid: ica.Grid, *, seed: int, effect: float, phenotype: dict[str, dict[str, str]]
+) -> _SubjectWriter:
+    """``write(k, sid)``: GIFT subject ``k``'s aseg.stats and GIFT files; returns (maps, time courses)."""
     vol_factor = dict.fromkeys(VOLUME_STRUCTURES, 1.0 + VOLUME_CHANGE * effect)
     rho_sz = min(ica.BASE_COUPLING + COUPLING_CHANGE * effect, ica.COUPLING_MAX)
     coupling_sz = dict.fromkeys(COUPLING_DOMAINS, rho_sz)
     map_factor_sz = np.ones(N_COMPONENTS)
     map_factor_sz[[c - 1 for c in MAP_COMPONENTS]] = 1.0 + MAP_CHANGE * effect
 
-    grid = ica.make_grid(grid_mm)
-    ica.brain_mask(grid_mm), ica.component_layout(), ica.inside_index(grid_mm)  # warm caches
-    write_parameter_files(
-        gdir, PREFIX, [gift_subject(s, grid) for s in enrolled], ica.TR, MAT_VERSION, recorded_dir=GIFT_RUN_DIR
-    )
-
-    def one(k: int, sid: str) -> tuple[np.ndarray, np.ndarray]:
-        sz = by_id[sid]["Subject Type"] == "Patient"
-        age = float(by_id[sid]["Current Age"])
+    def write(k: int, sid: str) -> tuple[np.ndarray, np.ndarray]:
+        sz = phenotype[sid]["Subject Type"] == "Patient"
+        age = float(phenotype[sid]["Current Age"])
         r = _rng(seed, _S_ASEG, k)
         etiv = aseg.draw_etiv(r)
         vol = aseg.draw_volumes(r, etiv, age, vol_factor if sz else {})
@@ -256,9 +275,14 @@ def _write_cohort(root: Path, seed: int, effect: float, n_sz: int, n_hc: int, sm
         subject.timecourses = [ica.time_courses(_rng(seed, _S_TC, k), coupling_sz if sz else {})]
         factor = map_factor_sz if sz else np.ones(N_COMPONENTS)
         subject.maps = [ica.spatial_maps(_rng(seed, _S_MAPS, k), grid, factor)]
-        write_subject_outputs(gdir, PREFIX, k, subject)
+        write_subject_outputs(root / "gift", PREFIX, k, subject)
         return subject.maps[0], subject.timecourses[0]
 
+    return write
+
+
+def _write_subjects(write_one: _SubjectWriter, enrolled: list[str], grid: ica.Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Write every subject (``write_one``, in threads); the group-mean maps and time courses."""
     # (C, Z, Y, X): the memory order of the (X, Y, Z, C) Fortran-ordered maps
     map_sum = np.zeros((N_COMPONENTS,) + grid.shape[::-1], dtype=np.float64)
     tc_sum = np.zeros((ica.N_TIMEPOINTS, N_COMPONENTS), dtype=np.float64)
@@ -267,26 +291,17 @@ def _write_cohort(root: Path, seed: int, effect: float, n_sz: int, n_hc: int, sm
     jobs = list(enumerate(enrolled, start=1))
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         for i in range(0, len(jobs), 2 * _WORKERS):
-            futures = [pool.submit(one, k, sid) for k, sid in jobs[i : i + 2 * _WORKERS]]
+            futures = [pool.submit(write_one, k, sid) for k, sid in jobs[i : i + 2 * _WORKERS]]
             for fut in futures:
                 maps, tc = fut.result()
                 map_sum += maps.T
                 tc_sum += tc
     mean_maps = (map_sum / len(enrolled)).astype(np.float32).T
     mean_tc = (tc_sum / len(enrolled)).astype(np.float32)
-    write_mean_outputs(gdir, PREFIX, gift_subject(enrolled[0], grid).header, mean_maps, mean_tc)
-
-    (root / "cohort.yaml").write_text(
-        "# Cohort config for the synthetic demo cohort (autospec make-demo-cohort); paths are\n"
-        "# relative to this file. Use: autospec preprocess --cohort-config cohort.yaml "
-        "--cohort demo\n# gift/ is laid out as GIFT writes it: subjects, sessions and TR come "
-        "from gift/demo_ica_parameter_info.mat\n" + yaml.safe_dump(cohort_config(), sort_keys=False)
-    )
-    planted = planted_description(seed, effect, n_sz, n_hc, small, grid_mm)
-    (root / "planted_effect.json").write_text(json.dumps(planted, indent=2) + "\n")
+    return mean_maps, mean_tc
 
 
-def cohort_files(root: os.PathLike | str) -> list[Path]:
+def cohort_files(root: os.PathLike[str] | str) -> list[Path]:
     """Every file of a cohort directory except ``manifest.json``, sorted (relative paths)."""
     r = Path(root)
     files = (p.relative_to(r) for p in r.rglob("*") if p.is_file())
@@ -294,13 +309,13 @@ def cohort_files(root: os.PathLike | str) -> list[Path]:
 
 
 def make_demo_cohort(
-    out: os.PathLike | str,
+    out: os.PathLike[str] | str,
+    *,
     seed: int = 0,
     effect: float = 1.0,
     n_sz: int | None = None,
     n_hc: int | None = None,
     small: bool = False,
-    *,
     force: bool = False,
     grid_mm: float | None = None,
 ) -> Path:
@@ -330,6 +345,34 @@ def make_demo_cohort(
     n_hc = (N_HC_SMALL if small else N_HC) if n_hc is None else int(n_hc)
     grid_mm = float(grid_mm if grid_mm is not None else (GRID_MM_SMALL if small else GRID_MM))
     effect, seed = float(effect), int(seed)
+    _check_demo_arguments(out, seed=seed, effect=effect, n_sz=n_sz, n_hc=n_hc, grid_mm=grid_mm, force=force)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _write_cohort(tmp, seed, effect, n_sz=n_sz, n_hc=n_hc, small=small, grid_mm=grid_mm)
+        params = {
+            "seed": seed,
+            "effect": effect,
+            "n_sz": n_sz,
+            "n_hc": n_hc,
+            "small": small,
+            "grid_mm": grid_mm,
+            "prefix": PREFIX,
+            "mat_version": MAT_VERSION,
+        }
+        _write_demo_manifest(tmp, params)
+        os.chmod(tmp, 0o755)  # mkdtemp made it 0700
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_demo_arguments(
+    out: Path, *, seed: int, effect: float, n_sz: int, n_hc: int, grid_mm: float, force: bool
+) -> None:
     if not 0.0 <= effect <= EFFECT_MAX:
         raise InputError(f"effect: {effect} is outside [0, {EFFECT_MAX}]")
     if n_sz < 2 or n_hc < 2:
@@ -345,35 +388,18 @@ def make_demo_cohort(
     if out.is_dir() and any(out.iterdir()) and not force:
         raise InputError(f"{out}: directory exists and is not empty (use --force to replace it)")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        _write_cohort(tmp, seed, effect, n_sz, n_hc, small, grid_mm)
-        params = {
-            "seed": seed,
-            "effect": effect,
-            "n_sz": n_sz,
-            "n_hc": n_hc,
-            "small": small,
-            "grid_mm": grid_mm,
-            "prefix": PREFIX,
-            "mat_version": MAT_VERSION,
-        }
-        manifest = build_manifest("make-demo-cohort", inputs=[aseg.template_path()], params=params)
-        files = cohort_files(tmp)
-        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:  # hashing 5 GB: use the cores
-            records = list(pool.map(file_record, [tmp / p for p in files]))
-        for rec, rel in zip(records, files):  # paths relative to the cohort root
-            rec["path"] = rel.as_posix()
-        manifest["outputs"] = records
-        write_manifest(tmp / "manifest.json", manifest)
-        os.chmod(tmp / "manifest.json", 0o644)
-        os.chmod(tmp, 0o755)  # mkdtemp made it 0700
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+def _write_demo_manifest(root: Path, params: dict[str, Any]) -> None:
+    """``root/manifest.json``: every file of the cohort, hashed, with paths relative to ``root``."""
+    manifest = build_manifest("make-demo-cohort", inputs=[aseg.template_path()], params=params)
+    files = cohort_files(root)
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:  # hashing 5 GB: use the cores
+        records = list(pool.map(file_record, [root / p for p in files]))
+    for rec, rel in zip(records, files):  # paths relative to the cohort root
+        rec["path"] = rel.as_posix()
+    manifest["outputs"] = records
+    write_manifest(root / "manifest.json", manifest)
+    os.chmod(root / "manifest.json", 0o644)
 
 
 def _replace_dir(new: Path, out: Path) -> None:

@@ -38,7 +38,7 @@ def functional_header(affine: np.ndarray, shape: Sequence[int], n_volumes: int, 
     """The header of a preprocessed 4-D functional image (X, Y, Z, T) as SPM writes it:
     pixdim = voxel sizes then TR, units mm and s, q/sform from ``affine`` (code 2, aligned)."""
     img = nib.Nifti1Image(np.zeros((1, 1, 1, 1), np.float32), affine)
-    hdr = img.header.copy()
+    hdr: nib.Nifti1Header = img.header.copy()
     hdr.set_data_shape((*[int(s) for s in shape[:3]], int(n_volumes)))
     hdr.set_data_dtype(np.int16)
     voxel = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
@@ -189,7 +189,7 @@ def write_mean_outputs(
 
 
 def write_gift_output(
-    out: os.PathLike | str,
+    out: os.PathLike[str] | str,
     prefix: str,
     subjects: Sequence[GiftSubject],
     tr: float | Sequence[float] | None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
+import numpy.typing as npt
 from scipy import signal
 
 from ..neuromark import DOMAIN_RANGES, N_COMPONENTS, component_domains
@@ -68,14 +69,15 @@ class Grid:
     affine: np.ndarray
 
     def coords_mm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(GRID_ORIGIN[a] + self.mm * np.arange(self.shape[a]) for a in range(3))
+        x, y, z = (GRID_ORIGIN[a] + self.mm * np.arange(self.shape[a]) for a in range(3))
+        return x, y, z
 
 
 def make_grid(mm: float) -> Grid:
-    shape = tuple(int(e // mm) + 1 for e in GRID_EXTENT)
+    nx, ny, nz = (int(e // mm) + 1 for e in GRID_EXTENT)
     affine = np.diag([mm, mm, mm, 1.0])
     affine[:3, 3] = GRID_ORIGIN
-    return Grid(mm=float(mm), shape=shape, affine=affine)
+    return Grid(mm=float(mm), shape=(nx, ny, nz), affine=affine)
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,8 +136,9 @@ def _snap_inside(centre_mm: np.ndarray, data: np.ndarray, affine: np.ndarray, ra
     inside = np.argwhere(data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]) + lo
     if not len(inside):
         raise RuntimeError(f"no brain voxel within {radius_mm} mm of {centre_mm.tolist()}")
-    inside_mm = nib.affines.apply_affine(affine, inside)
-    return inside_mm[((inside_mm - centre_mm) ** 2).sum(axis=1).argmin()]
+    inside_mm: np.ndarray = nib.affines.apply_affine(affine, inside)
+    nearest: np.ndarray = inside_mm[((inside_mm - centre_mm) ** 2).sum(axis=1).argmin()]
+    return nearest
 
 
 # ----------------------------------------------------------------------------- spatial maps
@@ -161,7 +164,7 @@ def spatial_maps(rng: np.random.Generator, grid: Grid, intensity_factor: np.ndar
     gy, gz = gy.astype(np.float32), gz.astype(np.float32)
     # built as (C, Z, Y, X) C-order so that its transpose (X, Y, Z, C) is Fortran-ordered:
     # NIfTI stores Fortran order, so writing it is a plain memory copy
-    maps_t = gz[:, :, None, None] * gy[:, None, :, None]
+    maps_t: npt.NDArray[np.float32] = gz[:, :, None, None] * gy[:, None, :, None]
     maps_t = maps_t * gx[:, None, None, :]
     flat = maps_t.reshape(N_COMPONENTS, -1)
     inside = inside_index(grid.mm)  # flat (Z, Y, X) indices of brain voxels
@@ -179,15 +182,17 @@ def inside_index(mm: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- time courses
 @functools.lru_cache(maxsize=1)
 def _band_sos() -> np.ndarray:
-    return signal.butter(BUTTER_ORDER, BAND_HZ, btype="bandpass", fs=1.0 / TR, output="sos")
+    sos: np.ndarray = signal.butter(BUTTER_ORDER, BAND_HZ, btype="bandpass", fs=1.0 / TR, output="sos")
+    return sos
 
 
 def _band_limited(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
     """``n`` unit-variance band-limited series (length, n): filtered white noise, warm-up cut."""
     white = rng.standard_normal((WARMUP + length, n))
-    x = signal.sosfilt(_band_sos(), white, axis=0)[WARMUP:]
+    x: npt.NDArray[np.float64] = signal.sosfilt(_band_sos(), white, axis=0)[WARMUP:]
     x -= x.mean(axis=0)
-    return x / x.std(axis=0)
+    sd: npt.NDArray[np.float64] = x.std(axis=0)
+    return x / sd
 
 
 def time_courses(rng: np.random.Generator, coupling: dict[str, float], length: int = N_TIMEPOINTS) -> np.ndarray:
@@ -207,5 +212,5 @@ def time_courses(rng: np.random.Generator, coupling: dict[str, float], length: i
     scale = np.exp(0.2 * rng.standard_normal(N_COMPONENTS))
     r = np.array([coupling.get(d, BASE_COUPLING) for d in comp_dom])
     f = factors[:, [domains.index(d) for d in comp_dom]]
-    x = np.sqrt(r) * f + np.sqrt(1.0 - r) * unique + MEASUREMENT_NOISE * white
+    x: npt.NDArray[np.float64] = np.sqrt(r) * f + np.sqrt(1.0 - r) * unique + MEASUREMENT_NOISE * white
     return (x * scale).astype(np.float32)

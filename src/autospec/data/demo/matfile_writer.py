@@ -21,19 +21,19 @@ from typing import Any
 import numpy as np
 
 
-class StructArray(list):
+class StructArray(list[dict[str, Any]]):
     """A 1xN MATLAB struct array: a list of dicts with the same keys."""
 
 
-class CharMatrix(list):
+class CharMatrix(list[str]):
     """A MATLAB char matrix: one str per row (padded with spaces to the longest)."""
 
 
-class Cell(list):
+class Cell(list[Any]):
     """A 1xN MATLAB cell array."""
 
 
-def save_mat(path: os.PathLike | str, variables: dict[str, Any], version: str = "7.3") -> None:
+def save_mat(path: os.PathLike[str] | str, variables: dict[str, Any], version: str = "7.3") -> None:
     """Write ``variables`` to ``path`` as a v5 (``"5"``) or v7.3 (``"7.3"``) MAT-file."""
     if version == "5":
         from scipy.io import savemat
@@ -70,9 +70,7 @@ def _to_scipy(v: Any) -> Any:
         return arr
     if v is None:
         return np.zeros((0, 0))
-    if isinstance(v, str):
-        return v
-    return np.asarray(v, dtype=float) if isinstance(v, (int, float, list)) else v
+    return np.asarray(v, dtype=float) if isinstance(v, (int, float, list)) else v  # a str stays as it is
 
 
 # ------------------------------------------------------------------------------- v7.3
