@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from autospec import SpectralRecorder
 from autospec.models import build_model
-from autospec.spectral.store import frame_from_items
+from autospec.spectral.store import frame_from_snapshot
 from autospec.stats import RECOMMENDED_TEST, caption, clopper_pearson, load_calibration, lookup, subject_maxt_tests
 from autospec.stats.calibration import fpr_ok
 from autospec.stats.recommended import FAMILIES
@@ -37,7 +37,7 @@ def _subject_spectra(x: torch.Tensor, seed: int, epochs: int = 4) -> pd.DataFram
         with rec.record(groups=torch.arange(len(x))) as snap:
             F.mse_loss(model(x), x).backward()
         if snap.recorded:
-            frames.append(frame_from_items(snap.step, snap.items()))
+            frames.append(frame_from_snapshot(snap))
         opt.step()
     return pd.concat(frames, ignore_index=True)
 
