@@ -800,7 +800,7 @@ for _id, _what, _change, _expect in [
         "wf-resources-default",
         "`resources.default` (moved to the profiles)",
         {"resources": {"default": {"mem_mb": 1000}}},
-        r"config field resources.default: unknown field \(allowed: train\)",
+        r"config field resources.default: unknown field \(allowed: max_runtime, train\)",
     ),
     (
         "wf-grid",
@@ -930,7 +930,15 @@ def _damage(target: str, how: Callable[[Path], None], fig: str = "figs/spectra.p
         root = chain(tmp)
         if chain is figure_chain:  # a private copy (its manifests hold relative paths)
             how(root / target)
-            return audit_of(root, fig)
+            # the sidecar also records absolute paths into the original chain, where the audit
+            # would find the undamaged file: hide the original while the copy is audited
+            original = _CHAINS["figure"]
+            hidden = original.with_name(original.name + ".hidden")
+            original.rename(hidden)
+            try:
+                return audit_of(root, fig)
+            finally:
+                hidden.rename(original)
         # the cohort chain's manifests hold absolute paths (train resolves its data path):
         # damage the one chain, audit, restore
         backup = tmp / "backup"
