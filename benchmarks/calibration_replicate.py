@@ -123,7 +123,7 @@ def train_bundle(
 ) -> Bundle:
     """Train full-batch (Adam, lr 1e-3) and keep per-subject gradients every ``every`` epochs."""
     torch.manual_seed(seed)
-    model = build_model(spec.family, task, tuple(x.shape[1:]), 2, spec.hidden, "relu", **spec.options)
+    model = build_model(spec.family, task, tuple(x.shape[1:]), 2, hidden=spec.hidden, activation="relu", **spec.options)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps, grads = [], []
