@@ -27,9 +27,9 @@ from torch.func import functional_call, grad, vmap
 from autospec import SpectralRecorder
 from autospec.data.cohort import load_cohort_config
 from autospec.data.dataset import Dataset
+from autospec.data.demo import make_demo_cohort
 from autospec.data.phenotype import read_phenotype
 from autospec.data.preprocess import preprocess
-from autospec.data.demo import make_demo_cohort
 from autospec.models import build_model
 from autospec.stats.group_spectra import group_spectra
 

@@ -28,7 +28,7 @@ PER_SIZE = 80  # 240 null comparisons
 
 def _subject_spectra(x: torch.Tensor, seed: int, epochs: int = 4) -> pd.DataFrame:
     torch.manual_seed(seed)
-    model = build_model("cnn1d", "autoencode", tuple(x.shape[1:]), None, (4,), "relu")
+    model = build_model("cnn1d", "autoencode", tuple(x.shape[1:]), None, hidden=(4,), activation="relu")
     rec = SpectralRecorder(model, stats=("grad",), every=epochs - 1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     frames = []
