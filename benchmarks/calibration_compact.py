@@ -84,6 +84,14 @@ def compact_table(agg: pd.DataFrame, generated: str) -> str:
         others.append(f"| `{test}`: {label} | {_worst(g, BALANCED)} | {_worst(g, set(NULLS) - BALANCED)} |")
     tc = ae[(ae["data"] == "timecourses") & (ae["effect"] == 1) & (ae["sizes"] == "72/75")]
     goal = ", ".join(f"{MODEL[r.model]} {r.rate:.2f}" for r in tc.itertuples()) or "not measured"
+    e1 = ae[(ae["effect"] == 1) & (ae["sizes"] == "72/75")]
+    short = "; ".join(
+        f"{DATA[r.data]} · {MODEL[r.model]} {r.rate:.2f} (short by {0.8 - r.rate:.2f})"
+        for r in e1.itertuples()
+        if r.rate < 0.8
+    )
+    retrain = agg[(agg["test"] == "subject_maxt_retrain") & (agg["effect"] > 0)]
+    retrain_power = f"{retrain['rate'].max():.2f}" if len(retrain) else "–"
     bad = violations(agg)
     verdict = (
         "every null cell's 95 % interval contains 0.05 or lies below it"
@@ -104,7 +112,10 @@ def compact_table(agg: pd.DataFrame, generated: str) -> str:
             "`benchmarks/results/calibration.md`; what each test is: `docs/statistics.md`.",
             "",
             f"Recommended: `{RECOMMENDED_TEST}`, {rec.label}, on networks trained without the labels "
-            f"(auto-encoders): {verdict}. Goal power ≥ 0.8 at effect 1, 72/75, time courses: {goal}.",
+            f"(auto-encoders): {verdict}. Goal power ≥ 0.8 at effect 1, 72/75, time courses: {goal}. "
+            f"Below 0.8 at effect 1, 72/75: {short or 'none'}. Classifiers (trained on the group labels): "
+            "no valid test found with power — the recommended test is invalid on their gradients and the "
+            f"valid retraining null reaches power ≤ {retrain_power} (MLP, volumes).",
             "",
             *lines,
             "",
