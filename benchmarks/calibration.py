@@ -16,7 +16,8 @@ Usage (each replicate is one file, so runs resume and split freely, e.g. one SLU
 
 ``run`` writes ``results/calibration_runs/<setting>/<data>/<plan>/r<NNN>.parquet`` (skipping
 replicates already there); ``merge`` aggregates every file into ``benchmarks/results/calibration.{tsv,md,json}``
-and the package's ``calibration_table.json``. ``benchmarks/calibration_slurm.sh`` submits shards.
+the package's ``calibration_table.json`` and the compact docs/calibration_table.md.
+``benchmarks/calibration_slurm.sh`` submits shards.
 """
 
 from __future__ import annotations
@@ -206,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     mg.add_argument(
         "--package-table", type=Path, default=None, help="default: src/autospec/stats/calibration_table.json"
     )
+    mg.add_argument("--docs-table", type=Path, default=None, help="default: docs/calibration_table.md")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         return cmd_run(args)
     from calibration_report import merge
 
-    return merge(args.runs, args.out, args.package_table)
+    return merge(args.runs, args.out, args.package_table, args.docs_table)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from torch.func import functional_call, grad, vmap
 from autospec import SpectralRecorder
 from autospec.data.cohort import load_cohort_config
 from autospec.data.dataset import Dataset
+from autospec.data.demo import make_demo_cohort
 from autospec.data.phenotype import read_phenotype
 from autospec.data.preprocess import preprocess
-from autospec.data.demo import make_demo_cohort
 from autospec.models import build_model
 from autospec.stats.group_spectra import group_spectra
 
@@ -123,7 +123,7 @@ def train_bundle(
 ) -> Bundle:
     """Train full-batch (Adam, lr 1e-3) and keep per-subject gradients every ``every`` epochs."""
     torch.manual_seed(seed)
-    model = build_model(spec.family, task, tuple(x.shape[1:]), 2, spec.hidden, "relu", **spec.options)
+    model = build_model(spec.family, task, tuple(x.shape[1:]), 2, hidden=spec.hidden, activation="relu", **spec.options)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps, grads = [], []

@@ -23,6 +23,7 @@ from autospec.stats.calibration import clopper_pearson
 from autospec.stats.recommended import FAMILIES, RECOMMENDED_TEST
 
 PACKAGE_TABLE = Path(__file__).resolve().parents[1] / "src" / "autospec" / "stats" / "calibration_table.json"
+DOCS_TABLE = Path(__file__).resolve().parents[1] / "docs" / "calibration_table.md"
 KEYS = ["test", "data", "model", "task", "effect", "n_sz", "n_hc"]
 TASK = {"autoencode": "AE", "classify": "Cls", "-": "–"}
 NULL_ORDER = ["20/20", "72/75", "30/10", "15/45"]
@@ -122,9 +123,9 @@ def layer_pattern(df: pd.DataFrame, test: str) -> pd.DataFrame:
     t = pd.DataFrame(rows).groupby(["data", "model", "task", "nulls", "key"], sort=True)[["k", "n"]].sum().reset_index()
     t["rejections"] = t["k"].astype(str) + "/" + t["n"].astype(str)
     t["rate"] = (t["k"] / t["n"]).round(3)
-    t["share of the model's rejections"] = (
-        t["k"] / t.groupby(["data", "model", "task", "nulls"])["k"].transform("sum")
-    ).round(2)
+    total = t.groupby(["data", "model", "task", "nulls"])["k"].transform("sum")
+    share = (t["k"] / total.where(total > 0)).round(2)
+    t["share of the model's rejections"] = share.map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
     return t.drop(columns=["k", "n"])
 
 
@@ -150,7 +151,7 @@ def wall_per_replicate(df: pd.DataFrame) -> dict[str, float]:
     return {f"{d} {a}/{b}": float(v) for (d, a, b), v in mean.items()}
 
 
-def merge(runs: Path, out: Path, package_table: Path | None) -> int:
+def merge(runs: Path, out: Path, package_table: Path | None, docs_table: Path | None = None) -> int:
     df = load_runs(runs)
     agg = aggregate(df)
     wide = wide_table(agg)
@@ -184,6 +185,9 @@ def merge(runs: Path, out: Path, package_table: Path | None) -> int:
     }
     text = summary(agg) + "".join(f"\n## {k}\n\n{v}" for k, v in tables.items())
     write_text_atomic(out / "calibration_summary.md", text)
+    from calibration_compact import compact_table
+
+    write_text_atomic(docs_table or DOCS_TABLE, compact_table(agg, meta["generated"]))
     pkg = package_table or PACKAGE_TABLE
     tests = {t.id: {"label": t.label, "unit": t.unit, "valid": t.valid} for t in FAMILIES.values()}
     payload = {

@@ -61,6 +61,15 @@ def _fpr_power(agg: pd.DataFrame, tests: list[str], effects: list[float], sizes:
     return pd.DataFrame(rows).sort_values(["data · model · task", "_o"]).drop(columns="_o")
 
 
+def _verdict(agg: pd.DataFrame) -> str:
+    from calibration_compact import violations
+
+    bad = violations(agg)
+    if not bad:
+        return "On networks trained without the labels, every null cell's 95 % interval contains 0.05 or lies below it."
+    return "Its 95 % interval lies above 0.05 in: " + "; ".join(bad) + "."
+
+
 def document(
     agg: pd.DataFrame,
     wide: pd.DataFrame,
@@ -97,7 +106,7 @@ def document(
         f"Replicates per setting: {settings}. Mean wall time of one replicate (all models, tasks, seeds of one data "
         f"kind, one core, shared machine): {walls}.\n",
         f"## The recommended test: `{RECOMMENDED_TEST}`\n",
-        f"{rec.label}. Its false-positive rate on every null setting and its power:\n",
+        f"{rec.label}. {_verdict(agg)} Its false-positive rate on every null setting and its power:\n",
         md(_fpr_power(agg, [RECOMMENDED_TEST], effects, sizes)),
         "## Valid candidates compared\n",
         md(_fpr_power(agg, CANDIDATES, effects, sizes)),

@@ -90,6 +90,10 @@ def test_spectra_figure_has_paper_size_embedded_id_and_full_sidecar(study, tmp_p
     assert data["params"]["n_marked"] == 0 and "trained to classify" in data["params"]["panel_notes"]["G"]
     outs = {Path(o["path"]).suffix for o in data["outputs"]}
     assert outs == {".png", ".pdf"}
+    # named explicitly (as the default study's figures.test does), the recommended test still marks nothing here
+    named = spectra_figure({"G": [d0, d1]}, study["stats"], tmp_path / "named.png", None, test="subject_maxt_tests")
+    notes = json.loads(named.read_text())["params"]
+    assert notes["n_marked"] == 0 and "trained to classify" in notes["panel_notes"]["G"]
 
 
 def test_numerically_zero_singular_values_are_blank():

@@ -54,6 +54,27 @@ def test_the_default_tiny_and_paper_studies():
     assert plan.datasets_of("mnist") == ["mnist"] and plan.datasets_of("sinusoid") == ["sinusoid"]
 
 
+def test_default_study_figures_use_the_recommended_test():
+    """Issue 9: the default study's difference panels are marked by the recommended test, passed to plot."""
+    from autospec.stats.recommended import MARKING_TESTS, RECOMMENDED_TEST
+
+    plan = load_study(study(), SCHEMA)
+    stem = next(s for s, t in MARKING_TESTS.items() if t == RECOMMENDED_TEST)
+    assert plan.config["figures"]["test"] == stem
+    for exp in plan.experiments:
+        args = step_args.spectra_args(plan, exp)
+        assert args[args.index("--test") + 1] == stem, exp
+    # the schema's default is the same, and a pair may still pick the paper's view (a)
+    bare = validate_workflow_config(
+        {"datasets": {"s": {"kind": "sinusoid"}}, "experiments": {"sinusoid": {"elman": {}}}}, SCHEMA
+    )
+    assert bare["figures"]["test"] == stem
+    other = load_study(study({"experiments": {"volumes": {"mlp": {"marking_test": "paper_step_tests"}}}}), SCHEMA)
+    exp = next(e for e in other.experiments if e.endswith("volumes/mlp"))
+    args = step_args.spectra_args(other, exp)
+    assert args[args.index("--test") + 1] == "paper_step_tests"
+
+
 def test_run_settings_come_from_the_run_schema():
     """One source of truth: a study that sets nothing gets exactly the run schema's defaults."""
     cfg = {"datasets": {"sin": {"kind": "sinusoid"}}, "experiments": {"sinusoid": {"elman": {}}}}

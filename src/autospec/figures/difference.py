@@ -7,9 +7,10 @@ run (the paper's view (a)) — with a 95 % band (± t_{0.975, df} · |diff / t|)
 curve at the epochs the test rejects: FWER-adjusted p ≤ α for the max-|t| test (Bonferroni over
 the figure's marked panels), BH over every marked test of the figure otherwise.
 
-Which test: ``test=None`` means the recommended test (``subject_maxt_tests``) when the panel's
-group-stats directory has it and it is valid inference (a network trained without the labels);
-otherwise the panel is drawn without markers and the caption says why. Every caption names the
+Which test: ``test=None`` means the recommended test (``subject_maxt_tests``). It marks a panel
+when the panel's group-stats directory has it and it is valid inference (a network trained without
+the labels); otherwise the panel is drawn without markers and the caption says why, whether the
+test was named or defaulted. Every caption names the
 test and quotes its measured false-positive rate and power (``autospec.stats.calibration``).
 """
 
@@ -107,7 +108,7 @@ def choose(
         why = PAPER_NOTE if family.id.startswith("paper") else "not valid inference: seeds are not subjects"
         line = f"{line} [{why}]"
     elif not valid:
-        if test is None:  # the default never marks with an invalid test
+        if stem == DEFAULT_TEST:  # the recommended test never marks where it is not valid inference
             return PanelTest(table.assign(p=np.nan), stem, "none", "no markers: " + _INVALID, _ylabel(stem, summary))
         line = f"{line} [not valid inference here: {_INVALID}]"
     adjust = "fwer" if stem == "subject_maxt_tests" else "bh"

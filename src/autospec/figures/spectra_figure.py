@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputError
 from ..provenance.sidecar import build_sidecar, save_figure
-from .difference import PanelTest, apply_marks, choose, descriptive, draw
+from .difference import DEFAULT_TEST, PanelTest, apply_marks, choose, descriptive, draw
 from .sidecar_fields import provenance_fields
 from .style import HEATMAP_CMAP, OKABE_ITO, new_figure, panel_label, paper_style, short_key
 
@@ -231,7 +231,10 @@ def _difference_panels(  # noqa: PLR0917
         pt = choose(Path(sd) if sd else None, test, summary, where=where, effect=effect, used=used)
         if pt is None:
             sizes = run_group_sizes(panels[lab][0], names) or None
-            note = "no test given: mean over the panel's runs of the size-normalised group-spectrum difference (±1.96 SE), no markers"
+            note = (
+                f"no {test or DEFAULT_TEST} table for this panel (e.g. no per-subject spectra): descriptive mean over "
+                "the panel's runs of the size-normalised group-spectrum difference (±1.96 SE), no markers"
+            )
             pt = PanelTest(descriptive(data[lab], summary, sizes), None, "none", note, "Δ " + summary)
         out[lab] = (pt, names)
     return out
