@@ -21,7 +21,6 @@ Subject-level tests are valid inference only for networks trained without the gr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -121,7 +121,7 @@ def _spectra(args: argparse.Namespace, common: dict) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..provenance.sidecar import current_command
-    from .group_stats import parse_group_names, parse_mapping
+    from .group_stats import parse_mapping
 
     if args.out_png is None and args.out_pdf is None:
         raise InputError("give --out-png and/or --out-pdf")

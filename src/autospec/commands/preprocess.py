@@ -90,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_cohort_config(args.cohort_config, args.cohort)
     subs = cohort_subjects(cfg, args.kind)
     ds, mean_img = preprocess(cfg, args.kind, subs)
+    mean_map_bytes = None
+    if args.mean_map is not None:
+        if mean_img is None:  # --mean-map is refused above for every kind without a mean map
+            raise InputError(f"--mean-map: --kind {args.kind} gives no group-mean map")
+        mean_map_bytes = mean_img.to_bytes()
+        if str(args.mean_map).endswith(".gz"):
+            mean_map_bytes = gzip.compress(mean_map_bytes, mtime=0)
     inputs = _unique([args.cohort_config, *subs.input_files()])
 
     outputs = [out]
@@ -99,11 +106,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_outputs(*outputs, *manifests) as temps:
         tmp_out, tmp_manifests = temps[: len(outputs)], temps[len(outputs) :]
         save_dataset(tmp_out[0], ds)
-        if args.mean_map is not None:
-            data = mean_img.to_bytes()
-            if str(args.mean_map).endswith(".gz"):
-                data = gzip.compress(data, mtime=0)
-            tmp_out[1].write_bytes(data)
+        if mean_map_bytes is not None:
+            tmp_out[1].write_bytes(mean_map_bytes)
         manifest = build_manifest(
             "preprocess",
             inputs=inputs,

@@ -208,8 +208,8 @@ def mnist_dataset(
         y=y,
         groups=g,
         subject_ids=np.array([f"mnist-{i + 1:05d}" for i in idx]),
-        class_names=CLASS_NAMES,
-        group_names=group_names,
+        class_names=np.asarray(CLASS_NAMES, dtype=str),
+        group_names=np.asarray(group_names, dtype=str),
         meta={
             "kind": "mnist",
             "axes": ["sample", "row", "col"],

@@ -1,0 +1,181 @@
+"""The package's layering, read from the source (docs/architecture.md draws it).
+
+Every import between autospec modules is found with ``ast`` (module level and inside
+functions; imports under ``if TYPE_CHECKING:`` are for annotations only and do not count) and
+checked against the layer table: a module may import its own layer or lower ones, never a higher
+one, and no set of modules may import each other in a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "autospec"
+
+#: layer of each top-level part of the package (lower number = lower layer)
+LAYERS: dict[str, int] = {
+    # foundations: no knowledge of networks, data or workflows
+    "errors": 0,
+    "atomic": 0,
+    "versions": 0,
+    "safe_yaml": 1,
+    "validation": 1,
+    "manifest": 1,
+    "runlock": 1,
+    # the low rooms: hookable modules, the spectral core, readers of real formats
+    "nn": 2,
+    "spectral": 3,
+    "data": 3,
+    # the middle: models, run directories, training, statistics, provenance records
+    "models": 4,
+    "rundir": 4,
+    "training": 5,
+    "stats": 5,
+    "provenance": 5,
+    # the top: figures, the study plan, the command line
+    "figures": 6,
+    "workflow": 6,
+    "commands": 7,
+    "cli": 8,
+    "__main__": 9,
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for sub in child.orelse:
+                    walk(sub)
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.append(child)
+            walk(child)
+
+    walk(tree)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = defaultdict(set)
+    for mod, path in files.items():
+        package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        for node in _imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                stem = ".".join(base + ([node.module] if node.module else []))
+                targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in files else stem for a in node.names]
+            else:
+                targets = [a.name for a in node.names]
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t.startswith("autospec") and t != mod:
+                    graph[mod].add(t)
+    return graph
+
+
+def _layer(mod: str) -> int | None:
+    parts = mod.split(".")
+    return None if len(parts) == 1 else LAYERS.get(parts[1])
+
+
+GRAPH = _graph()
+
+
+def test_every_part_of_the_package_has_a_layer():
+    parts = {p.stem if p.is_file() else p.name for p in SRC.iterdir() if p.suffix == ".py" or p.is_dir()}
+    parts -= {"__init__", "__pycache__", "schemas"}
+    assert parts <= set(LAYERS), f"give these a layer in LAYERS: {sorted(parts - set(LAYERS))}"
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = [
+        f"{src} (layer {_layer(src)}) imports {dst} (layer {_layer(dst)})"
+        for src, dsts in GRAPH.items()
+        for dst in dsts
+        if _layer(src) is not None and _layer(dst) is not None and _layer(dst) > _layer(src)
+    ]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_no_import_circles():
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in GRAPH.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in list(GRAPH):
+        if v not in index:
+            visit(v)
+    assert not circles, f"import circles: {circles}"
+
+
+@pytest.mark.parametrize("low", ["autospec.spectral", "autospec.nn", "autospec.data"])
+def test_low_rooms_know_nothing_of_workflows_cohorts_or_figures(low):
+    forbidden = ("autospec.workflow", "autospec.figures", "autospec.commands", "autospec.cli", "autospec.training")
+    if low == "autospec.spectral":
+        forbidden += ("autospec.data",)
+    bad = [
+        f"{src} -> {dst}"
+        for src, dsts in GRAPH.items()
+        if src == low or src.startswith(low + ".")
+        for dst in dsts
+        if dst.startswith(forbidden)
+    ]
+    assert not bad, bad
+
+
+def test_no_private_names_imported_across_modules():
+    bad = []
+    for path in SRC.rglob("*.py"):
+        mod = _module_name(path)
+        for node in _imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("autospec")):
+                bad += [
+                    f"{mod}: from {'.' * node.level}{node.module or ''} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not bad, "\n".join(bad)
