@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 
@@ -91,7 +92,7 @@ def _labelled(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _spectra(args: argparse.Namespace, common: dict) -> Path:
+def _spectra(args: argparse.Namespace, common: dict[str, Any]) -> Path:
     from .. import figures
     from .group_stats import parse_group_names
 

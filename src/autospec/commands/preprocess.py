@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,8 +66,9 @@ def _configure_logging(quiet: bool) -> None:
     logging.getLogger("autospec").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
-def _unique(paths) -> list[Path]:
-    seen, out = set(), []
+def _unique(paths: Iterable[os.PathLike[str] | str]) -> list[Path]:
+    seen: set[Path] = set()
+    out: list[Path] = []
     for p in paths:
         p = Path(p).resolve()
         if p not in seen:

@@ -40,7 +40,7 @@ def _load_3d(path: Path) -> Any:
     return nib.Nifti1Image(data, img.affine)
 
 
-def _threshold(percentile: float | None, imgs) -> float | None:
+def _threshold(percentile: float | None, imgs: list[Any]) -> float | None:
     if percentile is None or not imgs:
         return None
     v = np.concatenate([np.abs(np.asarray(i.dataobj, dtype=float)).ravel() for i in imgs])
@@ -48,7 +48,7 @@ def _threshold(percentile: float | None, imgs) -> float | None:
     return float(np.percentile(v, percentile)) if v.size else None
 
 
-def group_mean_maps(dataset_path: os.PathLike | str) -> dict[str, Any]:
+def group_mean_maps(dataset_path: os.PathLike[str] | str) -> dict[str, Any]:
     """Per-group mean images (name -> Nifti1Image) of a spatial-maps dataset (X: N × x × y × z)."""
     import nibabel as nib
 
@@ -66,14 +66,14 @@ def group_mean_maps(dataset_path: os.PathLike | str) -> dict[str, Any]:
 
 
 def brain_maps(
-    maps: Mapping[str, os.PathLike | str] | os.PathLike | str,
-    out_png: os.PathLike | str | None,
-    out_pdf: os.PathLike | str | None,
+    maps: Mapping[str, os.PathLike[str] | str] | os.PathLike[str] | str,
+    out_png: os.PathLike[str] | str | None,
+    out_pdf: os.PathLike[str] | str | None,
     *,
     cut_coords: tuple[float, float, float] | None = None,
     threshold_percentile: float | None = 50.0,
     provenance: Mapping[str, Any] | None = None,
-    sidecar_path: os.PathLike | str | None = None,
+    sidecar_path: os.PathLike[str] | str | None = None,
 ) -> Path:
     """Draw each group's mean map on the MNI152 template; returns the sidecar path.
 
@@ -113,7 +113,9 @@ def brain_maps(
         gc.unfreeze()
 
 
-def _group_images(maps: Mapping[str, os.PathLike | str] | os.PathLike | str) -> tuple[list[Path], dict[str, Any]]:
+def _group_images(
+    maps: Mapping[str, os.PathLike[str] | str] | os.PathLike[str] | str,
+) -> tuple[list[Path], dict[str, Any]]:
     """The input files (for the sidecar) and one 3-D image per group name."""
     if isinstance(maps, Mapping):
         if not maps:
