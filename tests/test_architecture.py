@@ -113,6 +113,25 @@ def test_every_part_of_the_package_has_a_layer():
     assert parts <= set(LAYERS), f"give these a layer in LAYERS: {sorted(parts - set(LAYERS))}"
 
 
+def test_docs_draw_the_same_layers():
+    """docs/architecture.md's drawing names each part at the layer of :data:`LAYERS`."""
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    drawing = text.split("```")[1]
+    drawn: dict[str, int] = {}
+    for line in drawing.splitlines():
+        words = line.split()
+        if words[:1] == ["layer"]:
+            words = words[1:]
+        if not words or not words[0].isdigit():
+            continue
+        for word in words[1:]:  # the parts, up to the first word that is not one (the description)
+            name = word.rstrip("/,")
+            if name not in LAYERS:
+                break
+            drawn[name] = int(words[0])
+    assert drawn == LAYERS
+
+
 def test_no_module_imports_a_higher_layer():
     upward = [
         f"{src} (layer {_layer(src)}) imports {dst} (layer {_layer(dst)})"
