@@ -7,8 +7,8 @@ spectra files. Writing the run's other outputs is :mod:`.outputs`' job; the epoc
 :func:`autospec.training.train`.
 
 Epoch ``e`` (0-based) is recorder step ``e``: ``record()`` is entered once per epoch, on the
-epoch's first batch (the only batch in full-batch training), and the recorders' ``every``
-decides whether that call records.
+epoch's first batch (the only batch in full-batch training), and the recorders' schedule
+(``recording.schedule``, else every ``recording.every``-th epoch) decides whether that call records.
 """
 
 from __future__ import annotations
