@@ -53,9 +53,7 @@ def make_dataset(path: Path, n=(12, 12), d=10, effect=0.0, seed=0, *, kind="test
     return path
 
 
-def make_run(
-    run_dir: Path, dataset: Path, *, seed=0, epochs=6, hidden=(8,), subjects=True, task="classify"
-) -> Path:
+def make_run(run_dir: Path, dataset: Path, *, seed=0, epochs=6, hidden=(8,), subjects=True, task="classify") -> Path:
     """Train a tiny MLP full-batch, recording group and (optionally) per-subject spectra.
 
     ``task="autoencode"``: reconstruct the input (MSE), so the labels never enter the loss.

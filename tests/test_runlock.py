@@ -79,8 +79,11 @@ def test_second_writer_refused_then_kill_releases_and_resume_is_byte_identical(t
             assert first.poll() is None, "the first run ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.005)
+        # freeze the first run (it keeps its lock): a refusal that takes longer than the rest of the
+        # run on a loaded machine (9 s measured, against 6 s left of the run) must not race its end
+        first.send_signal(signal.SIGSTOP)
         second = subprocess.run(cmd, check=False, env=ENV, capture_output=True, text=True, timeout=120)
-        assert first.poll() is None, "the first run finished before the second tried; make it longer"
+        assert first.poll() is None, "the first run finished before the second tried"
         assert second.returncode == 2, second.stderr
         assert second.stderr.count("\n") == 1 and f"pid {first.pid} on host {socket.gethostname()}" in second.stderr
         first.send_signal(signal.SIGKILL)

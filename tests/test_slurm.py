@@ -36,8 +36,8 @@ def test_slurm_profile_is_accepted_by_snakemake(tmp_path):
     for name in ("Snakefile", "rules", "config", "report", "envs", "profiles"):
         src = REPO / name
         subprocess.run(["cp", "-r", str(src), str(tmp_path / name)], check=True)
-    proc = subprocess.run([str(SNAKEMAKE), "-n", "--workflow-profile", "profiles/slurm", "--configfile",
-                           "config/tiny.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    command = [str(SNAKEMAKE), "-n", "--workflow-profile", "profiles/slurm", "--configfile", "config/tiny.yaml"]
+    proc = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "Using workflow specific profile profiles/slurm" in out
@@ -47,8 +47,9 @@ def test_slurm_profile_is_accepted_by_snakemake(tmp_path):
 @pytest.mark.slow
 def test_tiny_study_on_real_slurm(tmp_path):
     work = tmp_path / "wf"
-    proc = subprocess.run(["bash", str(REPO / "scripts/slurm_ci.sh"), str(work)], capture_output=True, text=True,
-                          timeout=1500, env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    command = ["bash", str(REPO / "scripts/slurm_ci.sh"), str(work)]
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=1500, env=env)
     if proc.returncode == 77:
         pytest.skip(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

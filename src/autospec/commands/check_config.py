@@ -12,7 +12,9 @@ the file or field. Run it on config files you did not write (docs/robustness.md)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 NAME = "check-config"
 HELP = "Check workflow config files (bounded YAML, schema, study plan) without running Snakemake."
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def merge(config: dict, overwrite) -> dict:
+def merge(config: dict[str, Any], overwrite: Mapping[str, Any]) -> dict[str, Any]:
     """Snakemake's config merge (the one implementation is :func:`autospec.workflow.config.merge`)."""
     from ..workflow.config import merge as merge_configs
 

@@ -14,6 +14,12 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..workflow.calibrate import Cache
+    from ..workflow.estimate import Estimate
+    from ..workflow.plan import StudyPlan
 
 NAME = "estimate"
 HELP = "Estimate a study's CPU-hours, wall time and SLURM requests from short measured calibration runs."
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimate(args: argparse.Namespace, plan, cache):
+def _estimate(args: argparse.Namespace, plan: StudyPlan, cache: Cache) -> Estimate:
     from ..workflow.estimate import estimate_study
 
     return estimate_study(

@@ -21,9 +21,9 @@ Subject-level tests are valid inference only for networks trained without the gr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-covariates", action="store_true", help="do not adjust for covariates")
 
 
-def _write_tables(out: Path, tables: dict[str, pd.DataFrame], inputs: list[Path], params: dict) -> list[Path]:
+def _write_tables(out: Path, tables: dict[str, pd.DataFrame], inputs: list[Path], params: dict[str, Any]) -> list[Path]:
     from ..atomic import atomic_outputs
     from ..manifest import build_manifest, manifest_text
 
@@ -207,7 +207,7 @@ def _training_subjects(table: pd.DataFrame, sdf: pd.DataFrame) -> tuple[pd.DataF
 
 def _subject_tables(
     args: argparse.Namespace, names: dict[int, str]
-) -> tuple[dict[str, pd.DataFrame], list[Path], dict]:
+) -> tuple[dict[str, pd.DataFrame], list[Path], dict[str, Any]]:
     from ..stats import subject_cv_test, subject_maxt_tests, subject_tests
 
     first = args.subject_spectra[0]
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         if normalisation == "matched":
             tables["seed_tests"]["normalisation"] = "matched"
 
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if args.subject_spectra is not None:
         subject, used, extra = _subject_tables(args, names)
         tables.update(subject)

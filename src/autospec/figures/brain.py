@@ -22,13 +22,16 @@ from .sidecar_fields import provenance_fields
 from .style import BRAIN_CMAP, DIVERGING_CMAP, new_figure, paper_style
 
 
-def _load_3d(path: Path):
+def _load_3d(path: Path) -> Any:
     import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
 
     try:
         img = nib.load(str(path))
     except Exception as err:  # nibabel raises several types for a bad file
         raise InputError(f"{path}: not a readable NIfTI image ({type(err).__name__})") from None
+    if not isinstance(img, SpatialImage):  # e.g. a CIFTI file: no voxel grid and no affine
+        raise InputError(f"{path}: not a volume image (no voxel grid and affine)")
     data = np.asarray(img.dataobj, dtype=np.float32)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -37,7 +40,7 @@ def _load_3d(path: Path):
     return nib.Nifti1Image(data, img.affine)
 
 
-def _threshold(percentile: float | None, imgs) -> float | None:
+def _threshold(percentile: float | None, imgs: list[Any]) -> float | None:
     if percentile is None or not imgs:
         return None
     v = np.concatenate([np.abs(np.asarray(i.dataobj, dtype=float)).ravel() for i in imgs])
@@ -45,7 +48,7 @@ def _threshold(percentile: float | None, imgs) -> float | None:
     return float(np.percentile(v, percentile)) if v.size else None
 
 
-def group_mean_maps(dataset_path: os.PathLike | str) -> dict[str, Any]:
+def group_mean_maps(dataset_path: os.PathLike[str] | str) -> dict[str, Any]:
     """Per-group mean images (name -> Nifti1Image) of a spatial-maps dataset (X: N × x × y × z)."""
     import nibabel as nib
 
@@ -63,14 +66,14 @@ def group_mean_maps(dataset_path: os.PathLike | str) -> dict[str, Any]:
 
 
 def brain_maps(
-    maps: Mapping[str, os.PathLike | str] | os.PathLike | str,
-    out_png: os.PathLike | str | None,
-    out_pdf: os.PathLike | str | None,
+    maps: Mapping[str, os.PathLike[str] | str] | os.PathLike[str] | str,
+    out_png: os.PathLike[str] | str | None,
+    out_pdf: os.PathLike[str] | str | None,
     *,
     cut_coords: tuple[float, float, float] | None = None,
     threshold_percentile: float | None = 50.0,
     provenance: Mapping[str, Any] | None = None,
-    sidecar_path: os.PathLike | str | None = None,
+    sidecar_path: os.PathLike[str] | str | None = None,
 ) -> Path:
     """Draw each group's mean map on the MNI152 template; returns the sidecar path.
 
@@ -81,23 +84,12 @@ def brain_maps(
     """
     from nilearn import datasets, plotting
 
-    if isinstance(maps, Mapping):
-        if not maps:
-            raise InputError("brain figure: no group maps given")
-        used = [Path(p) for p in maps.values()]
-        for p in used:
-            if not p.is_file():
-                raise InputError(f"{p}: group map not found")
-        imgs = {name: _load_3d(Path(p)) for name, p in maps.items()}
-    else:
-        if not Path(maps).is_file():
-            raise InputError(f"{maps}: dataset not found")
-        used = [Path(maps)]
-        imgs = group_mean_maps(maps)
+    used, imgs = _group_images(maps)
     rows = _rows(imgs, threshold_percentile)
     template = datasets.load_mni152_template(resolution=2)
-    if cut_coords is None:
-        cut_coords = tuple(float(c) for c in plotting.find_xyz_cut_coords(rows[0]["img"]))
+    cuts: tuple[float, ...] = (
+        cut_coords if cut_coords is not None else tuple(float(c) for c in plotting.find_xyz_cut_coords(rows[0]["img"]))
+    )
     # nilearn calls gc.collect() on every image access; in a process with a large heap (a test
     # session, a notebook) that dominates the run time. Freezing the existing heap makes those
     # collections cheap without changing what is collected among the new objects.
@@ -107,29 +99,10 @@ def brain_maps(
             fig = new_figure(height_in=1.5 * len(rows))
             axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
             for ax, row in zip(axes, rows):
-                display = plotting.plot_stat_map(
-                    row["img"],
-                    bg_img=template,
-                    cut_coords=cut_coords,
-                    display_mode="ortho",
-                    axes=ax,
-                    figure=fig,
-                    cmap=row["cmap"],
-                    vmin=row["vmin"],
-                    vmax=row["vmax"],
-                    symmetric_cbar=row["vmin"] == -row["vmax"],
-                    colorbar=True,
-                    annotate=False,
-                    draw_cross=False,
-                    black_bg=False,
-                    threshold=row["threshold"],
-                    resampling_interpolation="continuous",
-                )
-                display.annotate(size=6)
-                display.title(row["name"], size=7, color="black", bgcolor="white")
+                _draw_row(fig, ax, row, template, cuts)
             params = {
                 "groups": list(imgs),
-                "cut_coords": list(cut_coords),
+                "cut_coords": list(cuts),
                 "template": "MNI152 (nilearn, 2 mm)",
                 "threshold_percentile": threshold_percentile,
                 "thresholds": {r["name"]: r["threshold"] for r in rows},
@@ -138,6 +111,49 @@ def brain_maps(
             return save_figure(fig, out_png, out_pdf, side, sidecar_path)
     finally:
         gc.unfreeze()
+
+
+def _group_images(
+    maps: Mapping[str, os.PathLike[str] | str] | os.PathLike[str] | str,
+) -> tuple[list[Path], dict[str, Any]]:
+    """The input files (for the sidecar) and one 3-D image per group name."""
+    if isinstance(maps, Mapping):
+        if not maps:
+            raise InputError("brain figure: no group maps given")
+        used = [Path(p) for p in maps.values()]
+        for p in used:
+            if not p.is_file():
+                raise InputError(f"{p}: group map not found")
+        return used, {name: _load_3d(Path(p)) for name, p in maps.items()}
+    if not Path(maps).is_file():
+        raise InputError(f"{maps}: dataset not found")
+    return [Path(maps)], group_mean_maps(maps)
+
+
+def _draw_row(fig: Any, ax: Any, row: dict[str, Any], template: Any, cut_coords: tuple[float, ...]) -> None:
+    """One row of orthogonal slices of ``row["img"]`` over the template."""
+    from nilearn import plotting
+
+    display = plotting.plot_stat_map(
+        row["img"],
+        bg_img=template,
+        cut_coords=cut_coords,
+        display_mode="ortho",
+        axes=ax,
+        figure=fig,
+        cmap=row["cmap"],
+        vmin=row["vmin"],
+        vmax=row["vmax"],
+        symmetric_cbar=row["vmin"] == -row["vmax"],
+        colorbar=True,
+        annotate=False,
+        draw_cross=False,
+        black_bg=False,
+        threshold=row["threshold"],
+        resampling_interpolation="continuous",
+    )
+    display.annotate(size=6)
+    display.title(row["name"], size=7, color="black", bgcolor="white")
 
 
 def _rows(imgs: dict[str, Any], threshold_percentile: float | None) -> list[dict[str, Any]]:

@@ -168,15 +168,18 @@ class RunConfig:
 
     @property
     def model(self) -> dict[str, Any]:
-        return self.raw["model"]
+        block: dict[str, Any] = self.raw["model"]
+        return block
 
     @property
     def training(self) -> dict[str, Any]:
-        return self.raw["training"]
+        block: dict[str, Any] = self.raw["training"]
+        return block
 
     @property
     def recording(self) -> dict[str, Any]:
-        return self.raw["recording"]
+        block: dict[str, Any] = self.raw["recording"]
+        return block
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.raw)
@@ -199,8 +202,8 @@ def validate_run_config(doc: Any, where: str = "") -> dict[str, Any]:
 
 
 def load_run_config(
-    path_or_dict: os.PathLike | str | Mapping[str, Any],
-    base_dir: os.PathLike | str | None = None,
+    path_or_dict: os.PathLike[str] | str | Mapping[str, Any],
+    base_dir: os.PathLike[str] | str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """Load, validate and resolve a run config.

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from .data import Samples
 
 
 def metric_name(task: str) -> str:
@@ -50,3 +55,22 @@ class Totals:
         if self.task == "classify":
             return self.hits / self.seen
         return math.sqrt(self.err_sq / self.ref_sq) if self.ref_sq > 0 else math.nan
+
+
+def evaluate(model: nn.Module, samples: Samples, task: str, batch_size: int | None) -> tuple[float, float]:
+    """(loss, metric) of ``samples`` in eval mode, without gradients (draws no random numbers)."""
+    totals = Totals(task)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            chunks: list[torch.Tensor | None] = [None]
+            if batch_size and batch_size < samples.n:
+                chunks = list(torch.split(torch.arange(samples.n), batch_size))
+            for idx in chunks:
+                xb, yb, _, _ = samples.batch(idx)
+                out = model(xb)
+                totals.add(out, xb, yb, float(loss(out, xb, yb, task)))
+    finally:
+        model.train(was_training)
+    return totals.loss, totals.metric

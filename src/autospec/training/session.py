@@ -7,8 +7,8 @@ spectra files. Writing the run's other outputs is :mod:`.outputs`' job; the epoc
 :func:`autospec.training.train`.
 
 Epoch ``e`` (0-based) is recorder step ``e``: ``record()`` is entered once per epoch, on the
-epoch's first batch (the only batch in full-batch training), and the recorders' ``every``
-decides whether that call records.
+epoch's first batch (the only batch in full-batch training), and the recorders' schedule
+(``recording.schedule``, else every ``recording.every``-th epoch) decides whether that call records.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +33,10 @@ from ..rundir import RunDir
 from . import checkpoint as ckpt
 from . import objective
 from .config import RunConfig, RunSettings, config_hash
-from .data import Samples, TrainingData, training_data
+from .data import TrainingData, training_data
 from .memory import check_memory
+from .objective import evaluate
+from .out_dir import check_out_path, clear_previous_outputs, prepare_run_dir
 from .outputs import covariates
 from .recorders import Recorders
 from .sampling import MatchedSampler
@@ -49,50 +50,6 @@ class Diverged(Exception):
     def __init__(self, epoch: int, loss: float):
         super().__init__(f"loss {loss} at epoch {epoch}")
         self.epoch, self.loss = epoch, loss
-
-
-def check_out_path(run: RunDir) -> None:
-    if run.path.exists() and not run.path.is_dir():
-        raise InputError(f"--out {run.path}: exists and is not a directory")
-
-
-def prepare_run_dir(run: RunDir) -> None:
-    """Create ``--out`` and make sure files can be created in it (InputError naming it otherwise)."""
-    check_out_path(run)
-    try:
-        run.path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run.path):
-            pass
-    except OSError as err:
-        raise InputError(f"--out {run.path}: cannot write there ({err.strerror or err})") from None
-
-
-def clear_previous_outputs(run: RunDir) -> None:
-    """Never leave a previous run's outputs (or a killed run's temp files) beside this run's."""
-    for path in run.outputs:
-        path.unlink(missing_ok=True)
-    for path in (*run.outputs, run.checkpoint):
-        for tmp in run.path.glob(f".{path.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
-def evaluate(model: nn.Module, samples: Samples, task: str, batch_size: int | None) -> tuple[float, float]:
-    """(loss, metric) of ``samples`` in eval mode, without gradients (draws no random numbers)."""
-    totals = objective.Totals(task)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            chunks: list[torch.Tensor | None] = [None]
-            if batch_size and batch_size < samples.n:
-                chunks = list(torch.split(torch.arange(samples.n), batch_size))
-            for idx in chunks:
-                xb, yb, _, _ = samples.batch(idx)
-                out = model(xb)
-                totals.add(out, xb, yb, float(objective.loss(out, xb, yb, task)))
-    finally:
-        model.train(was_training)
-    return totals.loss, totals.metric
 
 
 def _matched_sampler(s: RunSettings, data: TrainingData, ds: Dataset) -> MatchedSampler | None:

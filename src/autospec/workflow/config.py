@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+import jsonschema
 from referencing import Registry, Resource
 
 from ..errors import InputError
@@ -57,7 +58,7 @@ def check_tree(doc: Any, what: str = "workflow config", max_nodes: int = MAX_NOD
             stack.extend((v, depth + 1) for v in node)
 
 
-def check_config_sources(configfiles: Iterable[os.PathLike | str], config: Mapping[str, Any]) -> None:
+def check_config_sources(configfiles: Iterable[os.PathLike[str] | str], config: Mapping[str, Any]) -> None:
     """Re-read each named config file with the bounded loader; walk the config within budget."""
     for f in configfiles:
         doc = load_yaml(Path(f), "workflow config", max_nodes=MAX_NODES, max_depth=MAX_DEPTH)
@@ -93,7 +94,7 @@ def _at(doc: Any, path: list[Any]) -> Any:
     return doc
 
 
-def _coerce(err, config: dict) -> bool:
+def _coerce(err: jsonschema.ValidationError, config: dict[str, Any]) -> bool:
     """Replace a string that YAML 1.2 reads as the number / bool the schema wants; True if done."""
     if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
         return False
@@ -174,7 +175,7 @@ def check_text_fields(config: dict[str, Any]) -> None:
         raise InputError(f"config field results: {results!r} is the working directory or above it; use a subdirectory")
 
 
-def validate_workflow_config(config: dict[str, Any], schema_path: os.PathLike | str) -> dict[str, Any]:
+def validate_workflow_config(config: dict[str, Any], schema_path: os.PathLike[str] | str) -> dict[str, Any]:
     """Validate ``config`` in place (defaults filled, number strings read as numbers); returns it.
 
     Raises
@@ -213,7 +214,7 @@ def merge(config: dict[str, Any], overwrite: Mapping[str, Any]) -> dict[str, Any
 
 
 def read_config_files(
-    workflow: os.PathLike | str, configfiles: Iterable[os.PathLike | str]
+    workflow: os.PathLike[str] | str, configfiles: Iterable[os.PathLike[str] | str]
 ) -> tuple[dict[str, Any], Path]:
     """The workflow's config/config.yaml with ``configfiles`` merged over it in order (as
     ``snakemake --configfile`` merges them), each read with the bounded loader; and the schema's path.

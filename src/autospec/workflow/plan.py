@@ -209,7 +209,9 @@ def _sources(config: dict[str, Any]) -> dict[str, tuple[str, tuple[str, ...]]]:
     return sources
 
 
-def _cell(config: dict, pair: dict, *, model: str, label: str, exp: str, cells: dict[str, dict]) -> str:
+def _cell(
+    config: dict[str, Any], pair: dict[str, Any], *, model: str, label: str, exp: str, cells: dict[str, dict[str, Any]]
+) -> str:
     """Register (or extend) the cell of one panel of one pair; returns its name."""
     p = config["panels"][label]
     hidden = [max(1, round(w * pair["width_scale"])) for w in p["hidden"]]
@@ -236,9 +238,11 @@ def _cell(config: dict, pair: dict, *, model: str, label: str, exp: str, cells: 
     return name
 
 
-def _experiments(config: dict[str, Any], sources) -> tuple[dict[str, Experiment], dict[str, dict]]:
+def _experiments(
+    config: dict[str, Any], sources: dict[str, tuple[str, tuple[str, ...]]]
+) -> tuple[dict[str, Experiment], dict[str, dict[str, Any]]]:
     experiments: dict[str, Experiment] = {}
-    cells: dict[str, dict] = {}
+    cells: dict[str, dict[str, Any]] = {}
     for source, (_type, kinds) in sources.items():
         for kind in kinds:
             for model, pair in (config["experiments"].get(kind) or {}).items():
@@ -266,9 +270,9 @@ def _attempts(name: str, c: dict[str, Any], limit: int | None) -> int:
     runtime, given = c["resources"]["runtime"], c["resources"].get("attempts")
     where = f"config: {name}: resources.runtime {runtime} min"
     if not limit or runtime <= limit:
-        return given or 1
+        return int(given or 1)
     # each resubmission repeats at most one checkpoint interval, hence the spare job
-    attempts = given or -(-runtime // limit) + 1
+    attempts = int(given or -(-runtime // limit) + 1)
     if attempts * limit < runtime:
         raise InputError(f"{where} does not fit in {attempts} job(s) of resources.max_runtime {limit} min")
     if not c["training"]["checkpoint_every"]:
@@ -336,7 +340,7 @@ def plan_study(config: dict[str, Any]) -> StudyPlan:
     return plan
 
 
-def load_study(config: dict[str, Any], schema_path: os.PathLike | str) -> StudyPlan:
+def load_study(config: dict[str, Any], schema_path: os.PathLike[str] | str) -> StudyPlan:
     """Validate ``config`` in place (defaults filled) and plan it; InputError names the field."""
     from .config import validate_workflow_config
 

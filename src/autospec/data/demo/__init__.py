@@ -5,6 +5,7 @@ Readers of those formats live one level up, in :mod:`autospec.data`; nothing the
 this package.
 """
 
-from .cohort import cohort_config, cohort_files, make_demo_cohort, planted_description
+from .cohort import cohort_config, cohort_files, make_demo_cohort
+from .planted import planted_description
 
 __all__ = ["cohort_config", "cohort_files", "make_demo_cohort", "planted_description"]
