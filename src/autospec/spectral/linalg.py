@@ -1,6 +1,6 @@
 """Exact singular values of A, Δ and G = AᵀΔ, by the cheapest exact route for each shape.
 
-All routes work in float64. Two ideas keep them cheap (NOTES §2):
+All routes work in float64. Two ideas keep them cheap (docs/spectral_core.md):
 
 * A matrix given as stacked rows can be replaced by the R factor of its QR decomposition: the
   singular values are unchanged, and R is never larger than ``cols × cols``. Rows arriving in
@@ -108,7 +108,7 @@ def svd_top(m: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
 def rank_cut(values: torch.Tensor, length: int, shape: tuple[int, int], eps: float) -> tuple[np.ndarray, int]:
     """Descending σ padded/cut to ``length``, with every value at or below the rank tolerance set to 0.
 
-    Tolerance: ``max(m, n) · eps · σ₁`` (NOTES §2), ``eps`` that of the dtype the layer computed
+    Tolerance: ``max(m, n) · eps · σ₁`` (docs/spectral_core.md), ``eps`` that of the dtype the layer computed
     in. Returns (values as float64 numpy, numerical rank = number of values kept). A spectrum
     with a NaN is NaN throughout (rank 0).
     """
@@ -148,7 +148,7 @@ def stack_padded(mats: Sequence[torch.Tensor]) -> torch.Tensor:
 def numerical_rank(
     values: object, shape: tuple[int, int], atol: float = 0.0, dtype: torch.dtype = torch.float64
 ) -> int:
-    """Number of σ above ``max(atol, σ₁ · max(m, n) · eps(dtype))`` (NOTES §2).
+    """Number of σ above ``max(atol, σ₁ · max(m, n) · eps(dtype))`` (docs/spectral_core.md).
 
     Recorded spectra are already cut at this tolerance with the layer's own dtype
     (:meth:`~autospec.spectral.snapshot.Snapshot.rank` returns that rank).

@@ -8,7 +8,7 @@ are removed, so an unrecorded step costs nothing. A forward hook on each adapter
 reference to that call's input (the tensor autograd already saved) and registers a hook on that
 call's output tensor, which receives Δ during the backward. The closure binds Δ to the A of the
 same call, so a module called several times per step (RNN cells over time, shared weights) pairs
-correctly in any backward order — this subsumes the LIFO stack of NOTES §2, and tensor hooks,
+correctly in any backward order — this subsumes the LIFO stack of a hook-per-module design, and tensor hooks,
 unlike full backward hooks, survive in-place ops such as ``ReLU(inplace=True)``. Calls are
 buffered and reduced together into owned tensors (:mod:`.step`). Modules without an adapter go
 through the exact generic replay (:mod:`.replay`), grad only.

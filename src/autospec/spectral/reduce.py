@@ -2,7 +2,7 @@
 
 Device-agnostic (runs where the work's tensors are: on the worker thread for CPU models, on the
 device in the step itself for CUDA models, so that only small cores cross to the host). Routes,
-all exact, float64 (NOTES §2):
+all exact, float64 (docs/spectral_core.md):
 
 * a group with r real rows < min(n_in, n_out): thin QR Aᵀ = Q_a R_a, Δᵀ = Q_d R_d,
   σ(ΔᵀA) = σ(R_d R_aᵀ), an r × r core (its Q factors give singular vectors when asked for);

@@ -17,7 +17,7 @@ values, and the full model (intercept, group, covariates) is refitted. The compu
 uses the identity t* = uᵀR_π / sqrt((‖R‖² − ‖Q_Zᵀ R_π‖² − (uᵀR_π)²) / (n − p)), with R the
 reduced-model residuals, Q_Z an orthonormal basis of the covariates, u the unit vector of the
 group indicator orthogonalised against them and p the number of design columns; it equals the
-OLS t of the refitted full model (tests/test_stats_maxt.py checks it against statsmodels-free
+OLS t of the refitted full model (tests/test_stats_inference.py checks it against plain
 least squares). Exchangeability of subjects under the null is the only assumption.
 """
 
