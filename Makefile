@@ -30,8 +30,12 @@ lint: env
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 
+## Speed benchmarks (issue 14): recorder steps (incl. the top-k wide layer) and training epochs,
+## recorded vs plain side by side; results + targets tables in benchmarks/results/. BENCH_ARGS=--quick: smoke run.
+BENCH_ARGS ?=
 bench: env
-	$(BIN)/python benchmarks/bench_recorder.py
+	$(BIN)/python benchmarks/bench_recorder.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_training.py $(BENCH_ARGS)
 
 clean:
 	rm -rf results .snakemake

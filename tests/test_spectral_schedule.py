@@ -188,3 +188,31 @@ def test_spectra_figure_draws_uneven_epochs_at_their_values(tmp_path):
     finally:
         sf._heatmap = real
     assert seen and all(s.tolist() == [0, 1, 2, 5, 13, 29] for s in seen)
+
+
+def test_log_spaced_run_renders_figures(tmp_path, monkeypatch):
+    """A log-spaced run (dense early, sparse late): the figure is drawn at exactly its epochs, with
+    cells that widen as the spacing does."""
+    import importlib
+
+    sf = importlib.import_module("autospec.figures.spectra_figure")  # the module (the package re-exports the function)
+    data = _data(tmp_path / "d.npz")
+    train(load_run_config(_cfg(data, {"schedule": {"log": 8}}, epochs=60)), tmp_path / "run", progress=False)
+    want = log_spaced(59, 8).steps(60)
+    assert _steps(tmp_path / "run") == want and np.diff(want).max() > 4 * np.diff(want).min()
+    seen, real = [], sf._heatmap
+
+    def spy(ax, steps, idx, z, norm):
+        mesh = real(ax, steps, idx, z, norm)
+        seen.append((np.asarray(steps), np.asarray(mesh.get_coordinates())[0, :, 0]))
+        return mesh
+
+    monkeypatch.setattr(sf, "_heatmap", spy)
+    side = sf.spectra_figure({"A": tmp_path / "run"}, None, tmp_path / "fig.png", None)
+    assert (tmp_path / "fig.png").stat().st_size > 0 and side.exists()
+    assert seen
+    for steps, edges in seen:
+        assert steps.tolist() == want
+        widths = np.diff(edges)
+        assert len(edges) == len(want) + 1 and widths[-1] > 4 * widths[0]  # to scale, not one column per epoch
+        assert np.all((edges[:-1] <= steps) & (steps <= edges[1:]))

@@ -78,7 +78,7 @@ def finish_job(
         for _, mats in reduced:
             for m in mats:
                 to_host(m, pinned=True)
-        event = torch.cuda.Event()
+        event = torch.cuda.Event()  # type: ignore[no-untyped-call]
         event.record(torch.cuda.current_stream(device))
         held = sum(nbytes(m) for _, ms in reduced for m in ms)
     elif device is not None:  # another accelerator: copy the work itself to the host

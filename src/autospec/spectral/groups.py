@@ -50,14 +50,22 @@ class Blocks(list):  # type: ignore[type-arg]
     ranges: list[tuple[int, int] | None]
 
 
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host index tensor on ``device``; to CUDA through pinned memory without blocking (a copy
+    from pageable memory would wait for the device's queue, a host synchronisation)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class _OnDevice:
     """A GroupIndex's index tensors on one device (built once, on first use there)."""
 
     def __init__(self, gi: GroupIndex, device: torch.device):
-        self.inverse = gi.inverse.to(device)
-        self.slot = gi.slot.to(device)  # sample -> row of the (K * rmax) padded layout
-        self.pad = gi.pad.to(device) if gi.pad.numel() else None  # rows of the layout no sample fills
-        blocks = Blocks(torch.split(gi.order.to(device), gi.counts))
+        self.inverse = _to(gi.inverse, device)
+        self.slot = _to(gi.slot, device)  # sample -> row of the (K * rmax) padded layout
+        self.pad = _to(gi.pad, device) if gi.pad.numel() else None  # rows of the layout no sample fills
+        blocks = Blocks(torch.split(_to(gi.order, device), gi.counts))
         blocks.ranges = gi.ranges
         self.blocks = blocks
 
@@ -76,7 +84,7 @@ class GroupIndex:
         if groups is None:
             self.ids: list[int] = []
             self.k = 1
-            self.n = None
+            self.n: int | None = None
             self.counts: list[int] = []
             self.rmax = 0
             return
@@ -89,7 +97,7 @@ class GroupIndex:
     def _layout(self, ids: list[int], inverse: torch.Tensor) -> None:
         self.ids = ids
         self.k = len(self.ids)
-        self.n = int(inverse.numel())
+        n = self.n = int(inverse.numel())
         self.inverse = inverse  # sample -> position of its group in self.ids
         self.order = torch.argsort(inverse, stable=True)  # the batch's samples ordered by group
         self.counts = torch.bincount(inverse, minlength=self.k).tolist()
@@ -98,7 +106,7 @@ class GroupIndex:
         for c in self.counts[:-1]:
             starts.append(starts[-1] + c)
         rank = torch.empty_like(self.order)
-        rank[self.order] = torch.arange(self.n) - torch.tensor(starts, dtype=torch.long)[inverse[self.order]]
+        rank[self.order] = torch.arange(n) - torch.tensor(starts, dtype=torch.long)[inverse[self.order]]
         self.slot = inverse * self.rmax + rank  # position of each sample in the padded layout
         filled = torch.zeros(self.k * self.rmax, dtype=torch.bool)
         filled[self.slot] = True

@@ -80,7 +80,7 @@ def _plain_values(batches: list[Mats]) -> dict[int, np.ndarray]:
 
 def _vector_values(b: Mats, keep: int) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]]:
     """σ and top singular vectors (left rows (k, rows), right rows (k, cols)) of each matrix."""
-    out = []
+    out: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]] = []
     for i in range(b.m.shape[0]):
         m = b.m[i].to(DTYPE)
         if not bool(torch.isfinite(m).all()):
@@ -145,7 +145,9 @@ def _cut_batch(b: Mats, vals: np.ndarray, top_k: int | None) -> list[Solved]:
     return out
 
 
-def _iterate(b: Mats, i: int, settings: SolveSettings, warm: dict[tuple[str, int], torch.Tensor]) -> tuple:
+def _iterate(
+    b: Mats, i: int, settings: SolveSettings, warm: dict[tuple[str, int], torch.Tensor]
+) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
     t = b.targets[i]
     m = b.m[i].to(DTYPE)
     if not bool(torch.isfinite(m).all()) or settings.top_k is None:

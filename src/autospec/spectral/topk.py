@@ -56,7 +56,8 @@ def _start(n: int, cols: int, warm: torch.Tensor | None, dtype: torch.dtype) -> 
     if warm is not None and warm.shape[0] == n:
         keep = warm[:, :cols].to(torch.float64)
         rand = torch.cat([keep, rand[:, keep.shape[1] :]], dim=1)
-    return torch.linalg.qr(rand)[0].to(dtype)
+    q: torch.Tensor = torch.linalg.qr(rand)[0]
+    return q.to(dtype)
 
 
 def _ritz(g: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

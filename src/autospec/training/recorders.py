@@ -55,12 +55,20 @@ class Recorders:
 
     def __init__(self, model: nn.Module, rec: RecordingSettings, epochs: int) -> None:
         self.schedule = schedule_of(rec, epochs)
-        common = {"top_k": rec.top_k, "schedule": self.schedule, "sync": not rec.asynchronous}
-        self.main = SpectralRecorder(model, stats=rec.stats, **common)
+        self.main = SpectralRecorder(
+            model, stats=rec.stats, top_k=rec.top_k, schedule=self.schedule, sync=not rec.asynchronous
+        )
         self.sub: SpectralRecorder | None = None
         if rec.subjects:
             check_subject_keys(rec.subject_keys, self.main.keys)
-            self.sub = SpectralRecorder(model, stats=rec.subject_stats, include=rec.subject_keys, **common)
+            self.sub = SpectralRecorder(
+                model,
+                stats=rec.subject_stats,
+                include=rec.subject_keys,
+                top_k=rec.top_k,
+                schedule=self.schedule,
+                sync=not rec.asynchronous,
+            )
 
     @property
     def active(self) -> list[SpectralRecorder]:
