@@ -65,13 +65,13 @@ def run_title(run_dir: Path) -> str:
     task, hidden, act = _find(meta, "task"), _find(meta, "hidden"), _find(meta, "activation")
     family = _find(meta, "family")
     acts = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "gelu": "GELU", "linear": "Linear"}
-    parts = [
+    candidates = [
         {"autoencode": "AE", "classify": "Cls"}.get(str(task), str(task)) if task else None,
         str(family).upper() if family else None,
         f"[{','.join(map(str, hidden))}]" if isinstance(hidden, (list, tuple)) else None,
         acts.get(str(act).lower(), str(act)) if act else None,
     ]
-    parts = [p for p in parts if p]
+    parts = [p for p in candidates if p]
     return " ".join(parts) if parts else run_dir.name
 
 
