@@ -23,7 +23,7 @@ from autospec.workflow import load_study, plan_study, validate_workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config/schemas/config.schema.yaml"
-PAIRS = 8
+PAIRS = 9  # the seed paper's data set x model pairs (Table 1), the 2-D CNN on time courses included
 
 
 def study(*extra: dict | str) -> dict:
@@ -37,9 +37,12 @@ def study(*extra: dict | str) -> dict:
 def test_the_default_tiny_and_paper_studies():
     seeds = study()["seeds"]
     for extra, runs, subject_runs in (
-        ((), PAIRS * (4 + 2 * len(seeds)), 5 * 2),
+        ((), PAIRS * (4 + 2 * len(seeds)), 6 * 2),
         (("tiny.yaml",), 15, 3),
-        (("paper.yaml",), PAIRS * (6 + 2 * 10), 5 * 2),
+        # the paper: one seed, A-F, T, W = 8 settings (G, H share A's and B's runs), no per-subject spectra
+        (("paper.yaml",), PAIRS * 8, 0),
+        # paper_plus: 10 seeds of G and H, per-subject spectra of the cohort pairs' first seeds
+        (("paper.yaml", "paper_plus.yaml"), PAIRS * (6 + 2 * 10), 6 * 2),
     ):
         plan = load_study(study(*extra), SCHEMA)
         assert len(plan.runs) == runs and len(plan.subject_runs) == subject_runs, extra
@@ -158,3 +161,48 @@ def test_plan_is_pure():
     before = copy.deepcopy(cfg)
     a, b = plan_study(cfg), plan_study(cfg)
     assert cfg == before and a.runs == b.runs and a.final_targets() == b.final_targets()
+
+
+def test_paper_configs_are_the_papers_setting():
+    """config/paper.yaml: one seed, 1000 full-batch epochs, the paper's widths, its t-tests marking
+    G/H; paper_plus: 10 seeds and the valid tests; both: MNIST grouped by digit class."""
+    paper = load_study(study("paper.yaml"), SCHEMA)
+    assert paper.config["seeds"] == [0] and paper.config["datasets"]["mnist"]["groups"] == "class"
+    for run in paper.runs.values():
+        assert run["training"]["epochs"] == 1000 and run["training"]["batch_size"] is None
+        assert run["training"]["seed"] == 0 and not run["recording"]["subjects"]
+        assert run["recording"]["stats"] == ["grad", "act", "delta"]
+    assert {e.test for e in paper.experiments.values()} == {"paper_step_tests"}
+    widths = {tuple(r["model"]["hidden"]) for r in paper.runs.values()}
+    assert widths == {(32,), (8,), (64,), (128,), (8, 8, 8)}  # width_scale 1 everywhere
+    assert "demo/timecourses/cnn2d" in paper.experiments
+    plus = load_study(study("paper.yaml", "paper_plus.yaml"), SCHEMA)
+    assert plus.results == "results/paper_plus" and len(plus.config["seeds"]) == 10
+    tests = {e: x.test for e, x in plus.experiments.items()}
+    assert all(t == "subject_tests" for e, t in tests.items() if e.startswith("demo/"))
+    assert all(t is None for e, t in tests.items() if not e.startswith("demo/"))  # best: seed permutation test
+    assert all(len(plus.cells[c].seeds) == 10 for c in plus.diff_cells)
+
+
+def test_wall_time_limit_caps_requests_and_chains_long_runs():
+    """resources.max_runtime: every training job asks for at most the limit; a run that needs more
+    is resubmitted (rule retries) from its checkpoint; without checkpoints that is refused."""
+    long = {"experiments": {"sinusoid": {"elman": {"resources": {"runtime": 600}}}}}
+    plan = load_study(study(long, {"resources": {"max_runtime": 240}, "training": {"checkpoint_every": 10}}), SCHEMA)
+    elman = [r for r in plan.runs if r.startswith("sinusoid/")]
+    assert {plan.run_resource(r, "runtime") for r in elman} == {240}
+    assert {plan.run_attempts(r) for r in elman} == {4}  # ceil(600 / 240) + 1 spare
+    assert plan.train_retries == 3
+    assert {plan.run_resource(r, "runtime") for r in plan.runs if r not in elman} == {120}  # under the limit
+    given = study(long, {"resources": {"max_runtime": 240}, "training": {"checkpoint_every": 10}})
+    given["experiments"]["sinusoid"]["elman"]["resources"]["attempts"] = 7
+    assert load_study(given, SCHEMA).train_retries == 6
+    given["experiments"]["sinusoid"]["elman"]["resources"]["attempts"] = 2
+    with pytest.raises(InputError, match=r"resources.runtime 600 min does not fit in 2 job\(s\) of .*240 min"):
+        load_study(given, SCHEMA)
+    no_ckpt = study(long, {"resources": {"max_runtime": 240}, "training": {"checkpoint_every": 0}})
+    with pytest.raises(
+        InputError, match=r"sinusoid/sinusoid/elman/.*over resources.max_runtime 240 min and .*checkpoint_every is 0"
+    ):
+        load_study(no_ckpt, SCHEMA)
+    assert load_study(study(), SCHEMA).train_retries == 0  # no limit: no retries
