@@ -206,3 +206,63 @@ def test_wall_time_limit_caps_requests_and_chains_long_runs():
     ):
         load_study(no_ckpt, SCHEMA)
     assert load_study(study(), SCHEMA).train_retries == 0  # no limit: no retries
+
+
+#: a small sample shape per (data kind, family), in the layout the family takes (cnn1d: (C, T))
+_SAMPLE_SHAPES = {
+    "mnist": (8, 8),
+    "sinusoid": (12, 1),
+    "volumes": (10,),
+    "timecourses": (12, 5),
+    "spatialmaps": (6, 6, 6),
+}
+
+
+def _model_output(run: dict, kind: str):
+    import torch
+
+    from autospec.models import build_model
+
+    m = run["model"]
+    shape = _SAMPLE_SHAPES[kind] if (kind, m["family"]) != ("timecourses", "cnn1d") else (5, 12)
+    torch.manual_seed(0)
+    model = build_model(
+        m["family"],
+        m["task"],
+        shape,
+        10 if kind == "mnist" else 2,
+        hidden=m["hidden"],
+        activation=m["activation"],
+        **m["options"],
+    ).double()
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}, model(x)
+
+
+@pytest.mark.parametrize("extra", [(), ("paper.yaml",)], ids=["default", "paper"])
+def test_every_panel_whose_settings_differ_from_A_gets_its_own_model(extra):
+    """Issue 13, item 1: for every family of the study, a panel whose activation, task or widths
+    differ from panel A's is trained as a different run config AND builds a model that computes
+    something else (the LSTM once ignored `activation`: panels C and D were copies of A); a panel
+    with A's settings (G) shares A's runs."""
+    import torch
+
+    plan = load_study(study(*extra), SCHEMA)
+    panels = plan.config["panels"]
+    setting = {lab: (p["task"], tuple(p["hidden"]), p["activation"]) for lab, p in panels.items()}
+    families = set()
+    for exp in plan.experiments.values():
+        kind, family = exp.name.split("/")[1:]
+        families.add(family)
+        runs = {lab: plan.runs[f"{cell}/seed{plan.config['seeds'][0]}"] for lab, cell in exp.panels.items()}
+        shapes_a, out_a = _model_output(runs["A"], kind)
+        for lab, run in runs.items():
+            if setting[lab] == setting["A"]:
+                assert exp.panels[lab] == exp.panels["A"], (exp.name, lab)
+                continue
+            assert exp.panels[lab] != exp.panels["A"] and run["model"] != runs["A"]["model"], (exp.name, lab)
+            shapes, out = _model_output(run, kind)
+            same = shapes == shapes_a and out.shape == out_a.shape and torch.allclose(out, out_a, rtol=1e-9, atol=0)
+            assert not same, f"{exp.name}: panel {lab} {setting[lab]} computes what panel A computes"
+    assert families == {"mlp", "elman", "lstm", "bert", "cnn1d", "cnn2d", "cnn3d"}
