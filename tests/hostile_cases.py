@@ -800,7 +800,7 @@ for _id, _what, _change, _expect in [
         "wf-resources-default",
         "`resources.default` (moved to the profiles)",
         {"resources": {"default": {"mem_mb": 1000}}},
-        r"config field resources.default: unknown field \(allowed: train\)",
+        r"config field resources.default: unknown field \(allowed: max_runtime, train\)",
     ),
     (
         "wf-grid",
@@ -818,7 +818,8 @@ for _id, _what, _change, _expect in [
         "wf-nothing",
         "every model switched off",
         "experiments: {mnist: {mlp: {enabled: false}, cnn2d: {enabled: false}}, sinusoid: {elman: {enabled: false}}, "
-        "volumes: {mlp: {enabled: false}}, timecourses: {lstm: {enabled: false}, bert: {enabled: false}, cnn1d: {enabled: false}}, "
+        "volumes: {mlp: {enabled: false}}, timecourses: {lstm: {enabled: false}, bert: {enabled: false}, cnn1d: {enabled: false}, "
+        "cnn2d: {enabled: false}}, "
         "spatialmaps: {cnn3d: {enabled: false}}}",
         r"config: no experiments",
     ),
