@@ -107,14 +107,23 @@ def test_the_checks_catch_clipped_overlapping_and_fractional_text():
 
 
 # --------------------------------------------------------------------------- the figure data
+#: recorded epochs are renumbered 0, 100, 200, ...: tick labels as wide as a 1000-epoch run's
+EPOCH_STRIDE = 100
+
+
 def _lengthen_keys(run: Path) -> None:
-    """Give the runs' first weight a long (real-looking) name in every spectra file."""
+    """Give the runs' first weight a long (real-looking) name in every spectra file, and the
+    epochs the numbers of a long run."""
     for name in ("spectra.parquet", "subject_spectra.parquet"):
         p = run / name
         if p.is_file():
             df = pd.read_parquet(p)
             df["key"] = df["key"].replace({"layers.0.weight": f"{LONG_KEY}.weight"})
+            df["step"] *= EPOCH_STRIDE
             df.to_parquet(p)
+    metrics = pd.read_csv(run / "metrics.tsv", sep="\t")
+    metrics["epoch"] *= EPOCH_STRIDE
+    metrics.to_csv(run / "metrics.tsv", sep="\t", index=False)
 
 
 def _lengthen_title(run: Path) -> None:
@@ -282,3 +291,23 @@ def test_principal_angles_figure_keeps_every_text_readable(shared_spectra, tmp_p
     fig = principal_angles_figure(shared_spectra, 0, 1, out_png=tmp_path / "a.png", names=LONG_GROUPS)
     problems = layout_problems(fig)
     assert not problems, "\n".join(problems)
+
+
+def test_a_rank_one_weight_is_one_visible_row_with_an_integer_tick():
+    """A weight with one singular value (an RNN's input weight on one feature, a decoder to one
+    output) fills its heat map: one row of cells, tick 0, not an empty -0.5..0.5 axis."""
+    from matplotlib.collections import QuadMesh
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    from autospec.figures.spectra_figure import _heatmap
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    steps, idx = np.arange(0, 1000, 100), np.array([0])
+    _heatmap(ax, steps, idx, np.linspace(1, 2, 10)[None, :], LogNorm(1, 2))
+    (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    (x0, y0), (x1, y1) = mesh.get_datalim(ax.transData).get_points()
+    assert (y0, y1) == (-0.5, 0.5) and x0 <= 0 and x1 >= 900
+    lo, hi = sorted(ax.get_ylim())
+    assert [v for v in ax.get_yticks() if lo <= v <= hi] == [0]

@@ -117,12 +117,22 @@ def _colorbar(fig, mappable, axes, label: str):
     return cb
 
 
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted cell centres (midpoints; a lone centre gets a unit-wide cell)."""
+    c = np.asarray(centres, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
 def _heatmap(ax, steps, idx, z, norm):
     from matplotlib.ticker import MaxNLocator
 
-    m = ax.pcolormesh(steps, idx, z, norm=norm, cmap=HEATMAP_CMAP, shading="nearest", rasterized=True)
+    # cell edges given explicitly: "nearest" shading cannot size a single row (a rank-1 weight)
+    m = ax.pcolormesh(_edges(steps), _edges(idx), z, norm=norm, cmap=HEATMAP_CMAP, shading="flat", rasterized=True)
     ax.set_ylim(idx.max() + 0.5, idx.min() - 0.5)  # σ₁ on top, as in a sorted spectrum
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     ax.set_facecolor("0.93")  # numerically zero values: light grey
     return m
 

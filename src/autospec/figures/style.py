@@ -153,13 +153,11 @@ def fit_text(fig: Any) -> None:
     colorbars = any(ax.get_label() == "<colorbar>" for ax in fig.axes)
     added: dict[Any, float] = {}  # top-level grid row -> inches its wrapped titles added
     for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_label_text().strip().endswith(_INTEGER_AXES):
-                axis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         cell = _cell_inches(fig, ax)
+        room = 72 * max(0.5, (cell[0] if cell else fw) - _LEFT_DECOR_IN - (_COLORBAR_IN if colorbars else 0.05))
+        _integer_ticks(ax, room, 72 * (cell[1] if cell else 1.0))
         if cell is None:
             continue
-        room = 72 * max(0.5, cell[0] - _LEFT_DECOR_IN - (_COLORBAR_IN if colorbars else 0.05))
         size = _font_pt(plt.rcParams["axes.titlesize"])
         for loc in ("left", "center", "right"):
             title = ax.get_title(loc=loc)
@@ -184,6 +182,16 @@ def fit_text(fig: Any) -> None:
         if cell is not None and label.get_text():
             room = 72 * max(0.4, cell[1])
             label.set_text(wrap_to_width(label.get_text(), room, label.get_fontsize(), _MAX_YLABEL_LINES))
+
+
+def _integer_ticks(ax: Any, width_pt: float, height_pt: float) -> None:
+    """Integer ticks on epoch / recorded-step axes, as many as their widest label leaves room for."""
+    for axis, lims, room in ((ax.xaxis, ax.get_xlim(), width_pt), (ax.yaxis, ax.get_ylim(), height_pt)):
+        if not axis.get_label_text().strip().endswith(_INTEGER_AXES):
+            continue
+        size = _font_pt(plt.rcParams["xtick.labelsize"])
+        widest = max(text_width_pt(str(round(v)), size) for v in lims) if axis is ax.xaxis else 1.6 * size
+        axis.set_major_locator(MaxNLocator(nbins=max(1, min(5, int(room / (2.0 * widest)))), integer=True))
 
 
 def _top_row(ax: Any) -> int:
