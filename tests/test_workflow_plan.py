@@ -266,3 +266,11 @@ def test_every_panel_whose_settings_differ_from_A_gets_its_own_model(extra):
             same = shapes == shapes_a and out.shape == out_a.shape and torch.allclose(out, out_a, rtol=1e-9, atol=0)
             assert not same, f"{exp.name}: panel {lab} {setting[lab]} computes what panel A computes"
     assert families == {"mlp", "elman", "lstm", "bert", "cnn1d", "cnn2d", "cnn3d"}
+
+
+def test_training_resources_given_in_part_keep_the_other_defaults():
+    """`resources.train: {runtime: 10}` alone keeps mem_mb's default (it once raised a KeyError
+    while Snakemake built the job graph)."""
+    plan = load_study(study({"resources": {"train": {"runtime": 10}}}), SCHEMA)
+    runid = next(iter(plan.runs))
+    assert plan.run_resource(runid, "runtime") == 10 and plan.run_resource(runid, "mem_mb") == 4000
