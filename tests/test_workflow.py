@@ -461,7 +461,7 @@ def test_a_run_killed_at_the_wall_time_limit_is_retried_and_resumes(tmp_path):
     run = wf / "limited/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0"
     target = str(run.relative_to(wf) / "spectra.parquet")
     proc = subprocess.Popen(
-        [str(SNAKEMAKE), "--cores", "1", "--configfile", "limited.yaml", target],
+        [str(SNAKEMAKE), target, "--cores", "1", "--configfile", "limited.yaml"],  # targets before --configfile
         cwd=wf,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -489,11 +489,11 @@ def test_a_run_killed_at_the_wall_time_limit_is_retried_and_resumes(tmp_path):
     whole = {**base, "results": "whole"}
     smk(
         wf,
+        "whole/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0/spectra.parquet",
         "--cores",
         "1",
         "--configfile",
         str(write_yaml(wf / "whole.yaml", whole)),
-        "whole/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0/spectra.parquet",
     )
     again = wf / "whole/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0/spectra.parquet"
     assert (run / "spectra.parquet").read_bytes() == again.read_bytes()
