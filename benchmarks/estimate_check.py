@@ -121,38 +121,44 @@ def main() -> None:
         )
         + ".",
         "",
-        f"**Wall time of the study: estimated {est['wall_here_s'] / 60:.1f} min, measured "
-        f"{(wall or 0) / 60:.1f} min (first job's start to last job's end; ratio measured/estimated "
+        f"**Wall time of the study: estimated {est['wall_here_s'] / 60:.1f} min with a core to each job, "
+        f"measured {(wall or 0) / 60:.1f} min (first job's start to last job's end; ratio "
         f"{(wall or 0) / est['wall_here_s']:.2f}).** Estimated CPU-hours {est['cpu_hours']:.3f}.",
         "",
-        "| rule | jobs | estimated s (sum) | measured wall s (sum) | measured/estimated | CPU s (benchmark) |",
-        "|---|---|---|---|---|---|",
+        "Estimated seconds are with a core to each job (the calibration's wall x its CPU share); on a",
+        "shared machine the measured wall times are longer by the load, the measured CPU times are not.",
+        "",
+        "| rule | jobs | estimated s (sum) | measured wall s (sum) | wall/estimated | measured CPU s | CPU/estimated |",
+        "|---|---|---|---|---|---|---|",
     ]
+    nan = float("nan")
     for rule, p in sorted(per_rule.items(), key=lambda kv: -kv[1]["estimated_s"]):
-        ratio = p["measured_s"] / p["estimated_s"] if p["estimated_s"] else float("nan")
+        ratio = p["measured_s"] / p["estimated_s"] if p["estimated_s"] else nan
         cpu = f"{p['cpu_s']:.0f}" if p["cpu_s"] else ""
-        lines.append(f"| {rule} | {p['jobs']} | {p['estimated_s']:.0f} | {p['measured_s']:.0f} | {ratio:.2f} | {cpu} |")
+        cpu_ratio = f"{p['cpu_s'] / p['estimated_s']:.2f}" if p["cpu_s"] and p["estimated_s"] else ""
+        lines.append(
+            f"| {rule} | {p['jobs']} | {p['estimated_s']:.0f} | {p['measured_s']:.0f} | {ratio:.2f} | {cpu} | {cpu_ratio} |"
+        )
     lines += [
         "",
-        "Training runs (estimated = startup + epochs x calibrated s/epoch; measured = Snakemake benchmark):",
+        "Training runs (estimated = startup + warm-up + epochs x calibrated s/epoch; measured = Snakemake benchmark):",
         "",
-        "| run | epochs | calibrated s/epoch | estimated s | measured s | measured CPU s | measured/estimated |",
+        "| run | epochs | calibrated s/epoch | estimated s | measured wall s | measured CPU s | CPU/estimated |",
         "|---|---|---|---|---|---|---|",
     ]
     ratios = []
     for r in sorted((r for r in rows if r["rule"] == "train"), key=lambda r: r["job"]):
         b, d = r.get("benchmark") or {}, r["detail"]
         if b:
-            ratios.append(b["s"] / r["estimated_s"])
+            ratios.append(b["cpu_time"] / r["estimated_s"])
         lines.append(
             f"| {d['runid']} | {d['steps']} | {d['epoch_s']:.4f} | {r['estimated_s']:.0f} | "
-            f"{b.get('s', float('nan')):.0f} | {b.get('cpu_time', float('nan')):.0f} | "
-            f"{(b.get('s', float('nan')) / r['estimated_s']):.2f} |"
+            f"{b.get('s', nan):.0f} | {b.get('cpu_time', nan):.0f} | {(b.get('cpu_time', nan) / r['estimated_s']):.2f} |"
         )
     if ratios:
         lines += [
             "",
-            f"Training runs measured/estimated: median {statistics.median(ratios):.2f}, "
+            f"Training runs, measured CPU / estimated: median {statistics.median(ratios):.2f}, "
             f"range {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} runs.",
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -818,7 +818,8 @@ for _id, _what, _change, _expect in [
         "wf-nothing",
         "every model switched off",
         "experiments: {mnist: {mlp: {enabled: false}, cnn2d: {enabled: false}}, sinusoid: {elman: {enabled: false}}, "
-        "volumes: {mlp: {enabled: false}}, timecourses: {lstm: {enabled: false}, bert: {enabled: false}, cnn1d: {enabled: false}}, "
+        "volumes: {mlp: {enabled: false}}, timecourses: {lstm: {enabled: false}, bert: {enabled: false}, cnn1d: {enabled: false}, "
+        "cnn2d: {enabled: false}}, "
         "spatialmaps: {cnn3d: {enabled: false}}}",
         r"config: no experiments",
     ),

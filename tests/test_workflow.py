@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
 WORKFLOW_FILES = ("Snakefile", "rules", "config", "report", "envs", "profiles")
-#: the seed paper's data set x model pairs (Table 1)
-PAIRS = 8
+#: the seed paper's data set x model pairs (Table 1), the 2-D CNN on the time courses included
+PAIRS = 9
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason=f"snakemake not installed beside {sys.executable}")
 
@@ -118,11 +118,23 @@ def test_default_dry_run_has_every_pair_and_panel(default_plan):
 
 def test_paper_dry_run(wf):
     counts, out = dry_run(wf, "--configfile", "config/paper.yaml")
-    # A-F, T, W: 8 settings; G, H with 10 seeds each
-    assert counts["run_config"] == PAIRS * (6 + 2 * 10)
+    # one seed: A-F, T, W are 8 settings (G, H share A's and B's runs), no per-subject spectra
+    assert counts["run_config"] == counts["train"] == PAIRS * 8 and "train_subjects" not in counts
+    assert counts["group_stats"] == 2 * PAIRS
     assert "  epochs: 1000\n" in out and not re.search(r"  epochs: (?!1000\n)", out)
     assert "results/paper/demo/spatialmaps/cnn3d/autoencode/h8x8x8-relu/seed0" in out
-    assert "--grid-mm 3" in out and "--n-per-class 500" in out
+    assert "results/paper/demo/timecourses/cnn2d/classify/h32-relu/seed0" in out
+    assert "--grid-mm 3" in out and "--n-per-class 500" in out and "--groups class" in out
+    assert "--test paper_step_tests" in out and "--permutations" in out
+
+
+def test_paper_plus_dry_run(wf):
+    counts, out = dry_run(wf, "--configfile", "config/paper.yaml", "config/paper_plus.yaml")
+    # 10 seeds of G and H; the first seed of the 6 cohort pairs' G and H records per-subject spectra
+    assert counts["run_config"] == PAIRS * (6 + 2 * 10)
+    assert counts["train_subjects"] == 6 * 2 and counts["group_stats"] == 2 * PAIRS
+    assert "results/paper_plus/mnist/mnist/mlp/classify/h32-relu/seed9" in out
+    assert "--test subject_tests" in out and "--test paper_step_tests" not in out
 
 
 def test_cohorts_added_by_config_alone(wf, default_plan, tmp_path):
@@ -146,10 +158,10 @@ def test_cohorts_added_by_config_alone(wf, default_plan, tmp_path):
     added = {k: counts.get(k, 0) - base.get(k, 0) for k in counts}
     seeds = yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"]
     per_pair = 4 + 2 * len(seeds)
-    # demo2: volumes-mlp, timecourses-lstm/bert/cnn1d, spatialmaps-cnn3d; site2: volumes-mlp
+    # demo2: volumes-mlp, timecourses-lstm/bert/cnn1d/cnn2d, spatialmaps-cnn3d; site2: volumes-mlp
     assert added["make_demo_cohort"] == 1 and added["preprocess"] == 2 + 1 and added["preprocess_spatialmaps"] == 1
-    assert added["run_config"] == (5 + 1) * per_pair
-    assert added["group_stats"] == 2 * (5 + 1) and added["figure_spectra"] == 5 + 1
+    assert added["run_config"] == (6 + 1) * per_pair
+    assert added["group_stats"] == 2 * (6 + 1) and added["figure_spectra"] == 6 + 1
     assert added["figure_brain"] == 1
     assert "results/demo2/timecourses/lstm/classify/h16-relu/stats" in out
     assert "make-demo-cohort --out results/cohorts/demo2 --seed 1 --effect 1.0 --small" in out
@@ -407,3 +419,81 @@ def test_a_real_run_with_a_hostile_results_root(tmp_path):
         text=True,
     )
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _descendant_pids(root: int) -> list[int]:
+    """Every live descendant of process ``root`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_the_wall_time_limit_is_retried_and_resumes(tmp_path):
+    """What SLURM does at a job's time limit, done by hand: the training process is killed once it
+    has checkpointed; with resources.max_runtime the train rule has retries, so Snakemake starts the
+    job again, it resumes from checkpoint.pt, and its spectra are byte-identical to a run that was
+    never killed."""
+    import signal
+    import time
+
+    wf = copy_workflow(tmp_path / "wf")
+    off = {"enabled": False}
+    base = {
+        "cohorts": {"demo": off},
+        "datasets": {"mnist": off, "sinusoid": {"n_per_class": 16, "length": 32}},
+        "seeds": [0],
+        "experiments": {"sinusoid": {"elman": {"panels": ["A"], "width_scale": 0.5}}},
+        "training": {"epochs": 400, "checkpoint_every": 20},
+    }
+    limited = {**base, "results": "limited", "resources": {"max_runtime": 5, "train": {"runtime": 10}}}
+    smk(wf, "-n", "--cores", "1", "--configfile", str(write_yaml(wf / "limited.yaml", limited)))
+    run = wf / "limited/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0"
+    target = str(run.relative_to(wf) / "spectra.parquet")
+    proc = subprocess.Popen(
+        [str(SNAKEMAKE), target, "--cores", "1", "--configfile", "limited.yaml"],  # targets before --configfile
+        cwd=wf,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    killed = None
+    deadline = time.monotonic() + 600
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        if (run / "checkpoint.pt").is_file():
+            for pid in _descendant_pids(proc.pid):
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"-m" in cmd and b"autospec" in cmd and b"train" in cmd:  # python, not its shell
+                    os.kill(pid, signal.SIGKILL)  # as SLURM's KillWait ends a job past its time limit
+                    killed = pid
+        time.sleep(0.02)
+    out, _ = proc.communicate(timeout=600)
+    assert killed is not None, "the training ended before it could be killed; make it longer\n" + out[-3000:]
+    assert proc.returncode == 0, out[-4000:]
+    assert "Trying to restart job" in out
+    log = (wf / "limited/logs/train/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0.log").read_text()
+    assert "resumed at epoch" in log
+    whole = {**base, "results": "whole"}
+    smk(
+        wf,
+        "whole/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0/spectra.parquet",
+        "--cores",
+        "1",
+        "--configfile",
+        str(write_yaml(wf / "whole.yaml", whole)),
+    )
+    again = wf / "whole/sinusoid/sinusoid/elman/autoencode/h16-relu/seed0/spectra.parquet"
+    assert (run / "spectra.parquet").read_bytes() == again.read_bytes()

@@ -23,7 +23,7 @@ from autospec.workflow import load_study, plan_study, validate_workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config/schemas/config.schema.yaml"
-PAIRS = 8
+PAIRS = 9  # the seed paper's data set x model pairs (Table 1), the 2-D CNN on time courses included
 
 
 def study(*extra: dict | str) -> dict:
@@ -37,9 +37,12 @@ def study(*extra: dict | str) -> dict:
 def test_the_default_tiny_and_paper_studies():
     seeds = study()["seeds"]
     for extra, runs, subject_runs in (
-        ((), PAIRS * (4 + 2 * len(seeds)), 5 * 2),
+        ((), PAIRS * (4 + 2 * len(seeds)), 6 * 2),
         (("tiny.yaml",), 15, 3),
-        (("paper.yaml",), PAIRS * (6 + 2 * 10), 5 * 2),
+        # the paper: one seed, A-F, T, W = 8 settings (G, H share A's and B's runs), no per-subject spectra
+        (("paper.yaml",), PAIRS * 8, 0),
+        # paper_plus: 10 seeds of G and H, per-subject spectra of the cohort pairs' first seeds
+        (("paper.yaml", "paper_plus.yaml"), PAIRS * (6 + 2 * 10), 6 * 2),
     ):
         plan = load_study(study(*extra), SCHEMA)
         assert len(plan.runs) == runs and len(plan.subject_runs) == subject_runs, extra
@@ -179,3 +182,116 @@ def test_plan_is_pure():
     before = copy.deepcopy(cfg)
     a, b = plan_study(cfg), plan_study(cfg)
     assert cfg == before and a.runs == b.runs and a.final_targets() == b.final_targets()
+
+
+def test_paper_configs_are_the_papers_setting():
+    """config/paper.yaml: one seed, 1000 full-batch epochs, the paper's widths, its t-tests marking
+    G/H; paper_plus: 10 seeds and the valid tests; both: MNIST grouped by digit class."""
+    paper = load_study(study("paper.yaml"), SCHEMA)
+    assert paper.config["seeds"] == [0] and paper.config["datasets"]["mnist"]["groups"] == "class"
+    for run in paper.runs.values():
+        assert run["training"]["epochs"] == 1000 and run["training"]["batch_size"] is None
+        assert run["training"]["seed"] == 0 and not run["recording"]["subjects"]
+        assert run["recording"]["stats"] == ["grad", "act", "delta"]
+    assert {e.test for e in paper.experiments.values()} == {"paper_step_tests"}
+    widths = {tuple(r["model"]["hidden"]) for r in paper.runs.values()}
+    assert widths == {(32,), (8,), (64,), (128,), (8, 8, 8)}  # width_scale 1 everywhere
+    assert "demo/timecourses/cnn2d" in paper.experiments
+    plus = load_study(study("paper.yaml", "paper_plus.yaml"), SCHEMA)
+    assert plus.results == "results/paper_plus" and len(plus.config["seeds"]) == 10
+    tests = {e: x.test for e, x in plus.experiments.items()}
+    assert all(t == "subject_tests" for e, t in tests.items() if e.startswith("demo/"))
+    assert all(t is None for e, t in tests.items() if not e.startswith("demo/"))  # best: seed permutation test
+    assert all(len(plus.cells[c].seeds) == 10 for c in plus.diff_cells)
+
+
+def test_wall_time_limit_caps_requests_and_chains_long_runs():
+    """resources.max_runtime: every training job asks for at most the limit; a run that needs more
+    is resubmitted (rule retries) from its checkpoint; without checkpoints that is refused."""
+    long = {"experiments": {"sinusoid": {"elman": {"resources": {"runtime": 600}}}}}
+    plan = load_study(study(long, {"resources": {"max_runtime": 240}, "training": {"checkpoint_every": 10}}), SCHEMA)
+    elman = [r for r in plan.runs if r.startswith("sinusoid/")]
+    assert {plan.run_resource(r, "runtime") for r in elman} == {240}
+    assert {plan.run_attempts(r) for r in elman} == {4}  # ceil(600 / 240) + 1 spare
+    assert plan.train_retries == 3
+    assert {plan.run_resource(r, "runtime") for r in plan.runs if r not in elman} == {120}  # under the limit
+    given = study(long, {"resources": {"max_runtime": 240}, "training": {"checkpoint_every": 10}})
+    given["experiments"]["sinusoid"]["elman"]["resources"]["attempts"] = 7
+    assert load_study(given, SCHEMA).train_retries == 6
+    given["experiments"]["sinusoid"]["elman"]["resources"]["attempts"] = 2
+    with pytest.raises(InputError, match=r"resources.runtime 600 min does not fit in 2 job\(s\) of .*240 min"):
+        load_study(given, SCHEMA)
+    no_ckpt = study(long, {"resources": {"max_runtime": 240}, "training": {"checkpoint_every": 0}})
+    with pytest.raises(
+        InputError, match=r"sinusoid/sinusoid/elman/.*over resources.max_runtime 240 min and .*checkpoint_every is 0"
+    ):
+        load_study(no_ckpt, SCHEMA)
+    assert load_study(study(), SCHEMA).train_retries == 0  # no limit: no retries
+
+
+#: a small sample shape per (data kind, family), in the layout the family takes (cnn1d: (C, T))
+_SAMPLE_SHAPES = {
+    "mnist": (8, 8),
+    "sinusoid": (12, 1),
+    "volumes": (10,),
+    "timecourses": (12, 5),
+    "spatialmaps": (6, 6, 6),
+}
+
+
+def _model_output(run: dict, kind: str):
+    import torch
+
+    from autospec.models import build_model
+
+    m = run["model"]
+    shape = _SAMPLE_SHAPES[kind] if (kind, m["family"]) != ("timecourses", "cnn1d") else (5, 12)
+    torch.manual_seed(0)
+    model = build_model(
+        m["family"],
+        m["task"],
+        shape,
+        10 if kind == "mnist" else 2,
+        hidden=m["hidden"],
+        activation=m["activation"],
+        **m["options"],
+    ).double()
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}, model(x)
+
+
+@pytest.mark.parametrize("extra", [(), ("paper.yaml",)], ids=["default", "paper"])
+def test_every_panel_whose_settings_differ_from_A_gets_its_own_model(extra):
+    """Issue 13, item 1: for every family of the study, a panel whose activation, task or widths
+    differ from panel A's is trained as a different run config AND builds a model that computes
+    something else (the LSTM once ignored `activation`: panels C and D were copies of A); a panel
+    with A's settings (G) shares A's runs."""
+    import torch
+
+    plan = load_study(study(*extra), SCHEMA)
+    panels = plan.config["panels"]
+    setting = {lab: (p["task"], tuple(p["hidden"]), p["activation"]) for lab, p in panels.items()}
+    families = set()
+    for exp in plan.experiments.values():
+        kind, family = exp.name.split("/")[1:]
+        families.add(family)
+        runs = {lab: plan.runs[f"{cell}/seed{plan.config['seeds'][0]}"] for lab, cell in exp.panels.items()}
+        shapes_a, out_a = _model_output(runs["A"], kind)
+        for lab, run in runs.items():
+            if setting[lab] == setting["A"]:
+                assert exp.panels[lab] == exp.panels["A"], (exp.name, lab)
+                continue
+            assert exp.panels[lab] != exp.panels["A"] and run["model"] != runs["A"]["model"], (exp.name, lab)
+            shapes, out = _model_output(run, kind)
+            same = shapes == shapes_a and out.shape == out_a.shape and torch.allclose(out, out_a, rtol=1e-9, atol=0)
+            assert not same, f"{exp.name}: panel {lab} {setting[lab]} computes what panel A computes"
+    assert families == {"mlp", "elman", "lstm", "bert", "cnn1d", "cnn2d", "cnn3d"}
+
+
+def test_training_resources_given_in_part_keep_the_other_defaults():
+    """`resources.train: {runtime: 10}` alone keeps mem_mb's default (it once raised a KeyError
+    while Snakemake built the job graph)."""
+    plan = load_study(study({"resources": {"train": {"runtime": 10}}}), SCHEMA)
+    runid = next(iter(plan.runs))
+    assert plan.run_resource(runid, "runtime") == 10 and plan.run_resource(runid, "mem_mb") == 4000

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..provenance.sidecar import build_sidecar, save_figure
 from ..spectral.store import read_principal_angles, read_subspaces, subspaces_path
-from .style import new_figure, panel_label, paper_style, short_key
+from .style import fit_text, new_figure, panel_label, paper_style, short_key
 
 
 def principal_angles_figure(
@@ -52,6 +52,7 @@ def principal_angles_figure(
             if len(df):
                 ax.legend(loc="upper right", ncol=min(4, int(df["index"].max()) + 1), frameon=False)
         axes[-1].set_xlabel("recorded step")
+        fit_text(fig)
         if out_png is not None or out_pdf is not None:
             side_car = build_sidecar(
                 "principal_angles",

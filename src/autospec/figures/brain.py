@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..provenance.sidecar import build_sidecar, save_figure
 from .sidecar_fields import provenance_fields
-from .style import BRAIN_CMAP, DIVERGING_CMAP, new_figure, paper_style
+from .style import BRAIN_CMAP, DIVERGING_CMAP, fit_text, new_figure, panel_label, paper_style
 
 
 def _load_3d(path: Path) -> Any:
@@ -98,6 +98,15 @@ def brain_maps(
         with paper_style():
             fig = new_figure(height_in=1.5 * len(rows))
             axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+            for i, (ax, row) in enumerate(zip(axes, rows)):
+                panel_label(ax, chr(ord("A") + i), row["name"], pad=8)  # clear of the slices' L/R
+                ax.axis("off")
+            # nilearn draws into axes of its own at the row's position when it is called, which
+            # the layout engine does not know: lay the rows and their titles out first, then freeze
+            fit_text(fig)
+            fig.get_layout_engine().set(h_pad=0.12)  # room for the slices' coordinates (x=...)
+            fig.draw_without_rendering()
+            fig.set_layout_engine("none")
             for ax, row in zip(axes, rows):
                 _draw_row(fig, ax, row, template, cuts)
             params = {
@@ -153,7 +162,6 @@ def _draw_row(fig: Any, ax: Any, row: dict[str, Any], template: Any, cut_coords:
         resampling_interpolation="continuous",
     )
     display.annotate(size=6)
-    display.title(row["name"], size=7, color="black", bgcolor="white")
 
 
 def _rows(imgs: dict[str, Any], threshold_percentile: float | None) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..provenance.sidecar import build_sidecar, save_figure
 from ..spectral.store_sharing import read_sharing, read_sharing_layout, sharing_path
-from .style import HEATMAP_CMAP, new_figure, panel_label, paper_style, short_key
+from .style import HEATMAP_CMAP, fit_text, new_figure, panel_label, paper_style, short_key
 
 SUMMARIES = {"sigma1": "σ₁ of G_s", "nuclear": "Σσ of G_s (nuclear norm)"}
 
@@ -99,6 +99,7 @@ def sharing_figure(
                 ax, chr(ord("A") + i), f"{short_key(key)}: {SUMMARIES[summary]} per {label.split(' (')[0]}, {who}"
             )
             fig.colorbar(mesh, ax=ax, label=SUMMARIES[summary], aspect=20, pad=0.02, fraction=0.05)
+        fit_text(fig)
         if out_png is not None or out_pdf is not None:
             path = Path(spectra)
             source = path if path.name.endswith(".sharing.parquet") else sharing_path(path)

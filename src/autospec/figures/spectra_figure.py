@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..provenance.sidecar import build_sidecar, save_figure
 from .difference import DEFAULT_TEST, PanelTest, apply_marks, choose, descriptive, draw
 from .sidecar_fields import provenance_fields
-from .style import HEATMAP_CMAP, OKABE_ITO, new_figure, panel_label, paper_style, short_key
+from .style import HEATMAP_CMAP, OKABE_ITO, fit_text, new_figure, panel_label, paper_style, short_key
 
 DIFF_LABELS = ("G", "H")
 #: ``test`` choices of :func:`spectra_figure` (group-stats table stems); None = the recommended one
@@ -117,12 +117,22 @@ def _colorbar(fig, mappable, axes, label: str):
     return cb
 
 
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted cell centres (midpoints; a lone centre gets a unit-wide cell)."""
+    c = np.asarray(centres, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
 def _heatmap(ax, steps, idx, z, norm):
     from matplotlib.ticker import MaxNLocator
 
-    m = ax.pcolormesh(steps, idx, z, norm=norm, cmap=HEATMAP_CMAP, shading="nearest", rasterized=True)
+    # cell edges given explicitly: "nearest" shading cannot size a single row (a rank-1 weight)
+    m = ax.pcolormesh(_edges(steps), _edges(idx), z, norm=norm, cmap=HEATMAP_CMAP, shading="flat", rasterized=True)
     ax.set_ylim(idx.max() + 0.5, idx.min() - 0.5)  # σ₁ on top, as in a sorted spectrum
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     ax.set_facecolor("0.93")  # numerically zero values: light grey
     return m
 
@@ -193,6 +203,7 @@ def spectra_figure(
             axes[-1].set_xlabel("epoch")
         if diffs:
             fig.supxlabel(_caption(diffs, counts, alpha), fontsize=5.5, ha="left", x=0.01)
+        fit_text(fig)
         params = {
             "panels": {k: [str(d) for d in v] for k, v in panels.items()},
             "summary": summary,
@@ -285,16 +296,18 @@ def layer_triptych(
     with paper_style():
         fig = new_figure(height_in=2.2)
         axes = fig.subplots(1, 3, sharex=True)
-        for ax, (stat, name) in zip(axes, (("act", "σ(A)"), ("delta", "σ(Δ)"), ("grad", "σ(G = AᵀΔ)"))):
+        matrices = (("act", "σ(A)"), ("delta", "σ(Δ)"), ("grad", "σ(G = AᵀΔ)"))
+        for ax, letter, (stat, name) in zip(axes, "ABC", matrices):
             steps, idx, z = _matrix(df, key, stat, group)
             z = _mask_zeros(z)
             m = _heatmap(ax, steps, idx, z, _lognorm(z.ravel()))
             _colorbar(fig, m, ax, "")  # the panel title names the matrix
-            ax.set_title(name)
+            panel_label(ax, letter, name)
             ax.set_xlabel("epoch")
         axes[0].set_ylabel("singular-value index")
         who = "whole batch" if group == -1 else f"group {group}"
         fig.suptitle(f"{run_title(run_dir)} — {short_key(key)}, {who}")
+        fit_text(fig)
         side = build_sidecar(
             "triptych", used, **provenance_fields(provenance, {"run": str(run_dir), "key": key, "group": group})
         )
@@ -346,9 +359,11 @@ def training_curves(
             axes[0].set_yscale("log")
         if second:
             axes[1].set_ylabel({"accuracy": "accuracy", "recon_error": "reconstruction error"}[second])
-        for ax in axes:
+        for ax, letter in zip(axes, "AB"):
             ax.set_xlabel("epoch")
+            panel_label(ax, letter)
         axes[0].legend(frameon=False)
+        fit_text(fig)
         side = build_sidecar(
             "curves", used, **provenance_fields(provenance, {"runs": {k: str(v) for k, v in runs.items()}})
         )

@@ -1,29 +1,36 @@
 """Measured costs for :mod:`.estimate`: short calibration runs, cached on disk.
 
 A **training calibration** runs ``python -m autospec train`` (the command every training job
-runs) on the run's own settings and prepared data for ``warmup + epochs`` epochs, in a temporary
-directory, and keeps
+runs) on the run's own settings and prepared data for ``warmup + epochs`` epochs, in
+``<cache>/runs/<key>/`` (kept: its spectra feed the group-stats calibration), and keeps
 
-- ``epoch_s``: the median wall time of the measured (post-warm-up) epochs, from ``metrics.tsv``'s
+- ``epoch_s``: the median time of the measured (post-warm-up) epochs, from ``metrics.tsv``'s
   ``wall_s`` (forward, backward, recording, optimizer step and the spectra writes of one epoch);
   with ``recording.every > 1`` the run records every second epoch, giving ``epoch_s`` (recorded)
   and ``plain_epoch_s`` (not recorded) from one run;
-- ``startup_s``: the process's whole wall time minus its epochs (interpreter start, imports,
-  data loading, model building, writing the outputs);
+- ``warmup_s``: the warm-up epochs as measured (the first one builds caches: often 10x an epoch);
+- ``startup_s``: the process's whole time minus its epochs (interpreter start, imports, data
+  loading, model building, writing the outputs);
 - ``peak_rss_mb``: the process's peak resident memory (``wait4``'s ``ru_maxrss``).
+
+**Seconds with a core to itself.** On a shared machine a process waits for a core: its wall time
+overstates what the work costs. Every duration above is the measured wall time times the
+process's ``cpu_share`` (CPU seconds / wall seconds, at most 1): the time the job takes when it has
+a core to itself, and its CPU time. The raw wall times, the share and ``os.getloadavg()`` before and
+after are stored beside them.
 
 A **group-stats calibration** times ``python -m autospec group-stats`` without permutations on
 the calibration run's spectra, their steps replicated to ``k`` and ``4k`` steps, for as many seeds
 as the cell has (values jittered per seed) and with its per-subject spectra: ``t = c0 + c1 *
 steps`` (reading, summaries, the paper's t-tests, Welch t, Hedges' g, BH, writing). The
 permutation tests come on top, from a **permutation throughput** measured once per machine
-(:func:`permutation_throughput`): one relabeling of ``n`` samples costs ``m * (a + b * n)``
-seconds over ``m`` tested columns (the label matrix product is ``n * m``, the t statistics ``m``).
+(:func:`~.calibrate_stats.permutation_throughput`): one relabeling of ``n`` samples costs
+``m * (a + b * n)`` seconds over ``m`` tested columns (the label matrix product is ``n * m``, the
+t statistics ``m``).
 
-Every result is cached as JSON in ``cache_dir``, keyed by the sha256 of what determines the cost:
-the run's settings without ``seed``, ``epochs`` and ``checkpoint_every``, the dataset's sha256, the
-calibration lengths and the machine (:func:`machine`). ``os.getloadavg()`` before and after each
-measurement is stored beside it: on a busy machine the numbers are slower than on a quiet one.
+Every result is cached as JSON in the cache directory, keyed by the sha256 of what determines the
+cost: the run's settings without ``seed``, ``epochs`` and ``checkpoint_every``, the dataset's
+sha256, the calibration lengths and the machine (:func:`machine`).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from ..atomic import sha256_file, write_text_atomic
 from ..errors import InputError
 
 #: bump when what a calibration measures changes (old cache entries are then ignored)
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 #: run settings that do not change an epoch's cost (the seed, the run's length, checkpoints)
 _COST_FREE = ("seed", "epochs", "checkpoint_every")
 
@@ -87,12 +94,18 @@ def cost_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrainCalibration:
+    """One setting's measured costs; the ``*_s`` fields are seconds with a core to itself (the
+    measured wall times x ``cpu_share``), ``epoch_walls`` the raw wall times of every epoch."""
+
     key: str
-    epoch_s: float
-    plain_epoch_s: float | None
-    startup_s: float
+    epoch_s: float  # a recorded epoch after the warm-up (median)
+    plain_epoch_s: float | None  # an epoch that records nothing (recording.every > 1), else None
+    warmup_s: list[float]  # each warm-up epoch (the first is slower: caches, allocations)
+    startup_s: float  # everything but the epochs: interpreter, imports, data, model, outputs
     peak_rss_mb: float
-    cpu_share: float  # CPU seconds / wall seconds of the calibration process (< 1: it waited for a core)
+    cpu_share: float  # CPU s / wall s of the calibration process (< 1: it waited for a core)
+    wall_s: float
+    cpu_s: float
     warmup: int
     epochs: int
     epoch_walls: list[float]
@@ -104,10 +117,13 @@ class TrainCalibration:
     settings: dict[str, Any]
 
     def run_seconds(self, epochs: int, every: int) -> float:
-        """Estimated wall time of a whole run of ``epochs`` epochs recording every ``every``."""
-        recorded = -(-epochs // every)
+        """Seconds a whole run of ``epochs`` epochs, recording every ``every``, takes with a core
+        to itself: startup, the warm-up epochs as measured, the rest at the measured epoch cost."""
+        warm = self.warmup_s[:epochs]
+        rest = epochs - len(warm)
+        recorded = -(-epochs // every) - sum(1 for e in range(len(warm)) if e % every == 0)
         plain = self.plain_epoch_s if self.plain_epoch_s is not None else self.epoch_s
-        return self.startup_s + recorded * self.epoch_s + (epochs - recorded) * plain
+        return self.startup_s + sum(warm) + recorded * self.epoch_s + (rest - recorded) * plain
 
 
 @dataclass(frozen=True)
@@ -268,13 +284,17 @@ def calibrate_training(
     measured = rows[warmup:]
     rec = [w for w, r in measured if r]
     plain = [w for w, r in measured if not r]
+    share = min(1.0, cpu / wall) if wall > 0 else 1.0
     cal = TrainCalibration(
         key=key,
-        epoch_s=statistics.median(rec or [w for w, _ in measured]),
-        plain_epoch_s=statistics.median(plain) if every > 1 and plain else None,
-        startup_s=max(0.0, wall - sum(w for w, _ in rows)),
+        epoch_s=share * statistics.median(rec or [w for w, _ in measured]),
+        plain_epoch_s=share * statistics.median(plain) if every > 1 and plain else None,
+        warmup_s=[share * w for w, _ in rows[:warmup]],
+        startup_s=share * max(0.0, wall - sum(w for w, _ in rows)),
         peak_rss_mb=rss,
-        cpu_share=cpu / wall if wall > 0 else 1.0,
+        cpu_share=share,
+        wall_s=wall,
+        cpu_s=cpu,
         warmup=warmup,
         epochs=epochs,
         epoch_walls=[w for w, _ in rows],

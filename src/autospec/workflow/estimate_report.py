@@ -79,12 +79,13 @@ def text_report(est: Estimate, plan: StudyPlan) -> str:
     if est.calibrations:
         c = next(iter(est.calibrations.values()))
         share = statistics.median(x.cpu_share for x in est.calibrations.values())
-        lines.append(
+        lines += [
             f"Calibrated on {c.machine['cpu']} ({c.machine['logical_cpus']} logical CPUs), torch {c.machine['torch']}; "
-            f"{c.warmup} warm-up + {c.epochs} measured epochs per setting; load average during calibration "
-            f"{min(loads):.1f}-{max(loads):.1f}, the calibration runs got a median {share:.0%} of a core "
-            "(times are as measured: on a quieter machine they are shorter by about that factor)"
-        )
+            f"{c.warmup} warm-up + {c.epochs} measured epochs per setting.",
+            "Times are with a core to each job (measured wall x CPU share). During calibration the load "
+            f"average was {min(loads):.1f}-{max(loads):.1f} and the runs got a median {share:.0%} of a core: "
+            f"on a machine that busy, expect about {1 / max(share, 0.01):.1f}x the wall times below.",
+        ]
     lines += ["", "Training (per setting; 'run' = one run's wall time; request = per SLURM job):"]
     head = ("setting", "runs", "epochs", "s/epoch", "startup", "run", "CPU", "peak RSS", "request", "jobs", "ckpt")
     table = [head]
