@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from cycler import cycler
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import MaxNLocator
@@ -37,7 +38,7 @@ BRAIN_CMAP = "viridis"  # sequential, colour-blind safe, and unlike cividis neve
 PAPER_WIDTH_IN = 7.0
 DPI = 200
 
-RC = {
+RC: dict[str, Any] = {
     "font.size": 7,
     "axes.titlesize": 7.5,
     "axes.labelsize": 7,
@@ -48,7 +49,7 @@ RC = {
     "lines.linewidth": 1.0,
     "xtick.major.width": 0.5,
     "ytick.major.width": 0.5,
-    "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+    "axes.prop_cycle": cycler(color=OKABE_ITO),
     "axes.spines.top": False,
     "axes.spines.right": False,
     "pdf.fonttype": 42,  # embed TrueType: text stays text in the PDF
@@ -58,7 +59,7 @@ RC = {
 
 @contextlib.contextmanager
 def paper_style() -> Iterator[None]:
-    with plt.rc_context(RC):
+    with plt.rc_context(RC):  # type: ignore[arg-type]  # matplotlib types rc keys as a Literal union
         yield
 
 

@@ -88,7 +88,7 @@ def text_report(est: Estimate, plan: StudyPlan) -> str:
         ]
     lines += ["", "Training (per setting; 'run' = one run's wall time; request = per SLURM job):"]
     head = ("setting", "runs", "epochs", "s/epoch", "startup", "run", "CPU", "peak RSS", "request", "jobs", "ckpt")
-    table = [head]
+    table: list[tuple[str, ...]] = [head]
     table += [
         (
             r["cell"],
@@ -110,7 +110,7 @@ def text_report(est: Estimate, plan: StudyPlan) -> str:
     table = [("rule", "jobs", "CPU", "longest job", "basis", "SLURM request (runtime, mem_mb)")]
     for rule, r in sorted(rule_totals(est).items(), key=lambda kv: -kv[1]["cpu_s"]):
         req = "per setting (above)" if rule == "train" else _request(r)
-        table.append((rule, str(r["jobs"]), _hours(r["cpu_s"]), _hours(r["max_s"]), r["basis"], req))
+        table.append((rule, str(r["jobs"]), _hours(r["cpu_s"]), _hours(r["max_s"]), str(r["basis"]), req))
     lines += _columns(table)
     lines += [
         "",
