@@ -78,6 +78,18 @@ def test_default_study_figures_use_the_recommended_test():
     assert args[args.index("--test") + 1] == "paper_step_tests"
 
 
+def test_split_in_the_workflow_config_reaches_every_run():
+    """Issue 9: `split:` is set once in the study config; every run trains on the same subjects."""
+    plan = load_study(study(), SCHEMA)
+    assert {load_yaml(plan.run_yaml(r))["split"] for r in plan.runs} == {"none"}  # the paper's default
+    held = load_study(study({"split": {"holdout": 0.2, "seed": 3}}), SCHEMA)
+    splits = [load_yaml(held.run_yaml(r))["split"] for r in held.runs]
+    assert splits and all(s == {"holdout": 0.2, "seed": 3} for s in splits)
+    for bad, field in (({"holdout": 1.5}, "split"), ({"folds": 3}, "split"), ("some", "split")):
+        with pytest.raises(InputError, match=field):
+            load_study(study({"split": bad}), SCHEMA)
+
+
 def test_run_settings_come_from_the_run_schema():
     """One source of truth: a study that sets nothing gets exactly the run schema's defaults."""
     cfg = {"datasets": {"sin": {"kind": "sinusoid"}}, "experiments": {"sinusoid": {"elman": {}}}}

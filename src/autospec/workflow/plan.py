@@ -294,7 +294,7 @@ def _check_run(runid: str, settings: dict[str, Any]) -> dict[str, Any]:
     return block
 
 
-def _runs(cells: dict[str, Cell]) -> dict[str, dict[str, Any]]:
+def _runs(cells: dict[str, Cell], split: Any) -> dict[str, dict[str, Any]]:
     runs = {}
     for name, c in cells.items():
         for k in c.seeds:
@@ -304,6 +304,7 @@ def _runs(cells: dict[str, Cell]) -> dict[str, dict[str, Any]]:
                 "model": c.model,
                 "training": {**c.training, "seed": k},
                 "recording": {**c.recording, "groups": True, "subjects": subjects},
+                "split": copy.deepcopy(split),
             }
             runs[f"{name}/seed{k}"] = _check_run(f"{name}/seed{k}", settings)
     return runs
@@ -336,7 +337,7 @@ def plan_study(config: dict[str, Any]) -> StudyPlan:
     }
     results = safe_path(Path(config["results"]).as_posix())
     plan = StudyPlan(config, results, config["study"], sources, experiments, cells)
-    plan.runs = _runs(cells)
+    plan.runs = _runs(cells, config.get("split", "none"))
     return plan
 
 
