@@ -48,7 +48,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -154,10 +154,14 @@ class PermutationThroughput:
         return relabelings * m * (self.a + self.b * n)
 
 
+#: what a :class:`Cache` holds (one JSON file each)
+Calibration = TypeVar("Calibration", TrainCalibration, StatsCalibration, PermutationThroughput)
+
+
 class Cache:
     """JSON files ``<cache_dir>/<kind>-<key[:20]>.json``; unreadable or stale ones are ignored."""
 
-    def __init__(self, cache_dir: os.PathLike | str, refresh: bool = False) -> None:
+    def __init__(self, cache_dir: os.PathLike[str] | str, refresh: bool = False) -> None:
         self.dir = Path(cache_dir)
         self.refresh = refresh
 
@@ -168,7 +172,7 @@ class Cache:
         """Where the training calibration ``key`` keeps its run (spectra for the stats calibration)."""
         return self.dir / "runs" / key[:20]
 
-    def get(self, kind: str, key: str, cls):
+    def get(self, kind: str, key: str, cls: type[Calibration]) -> Calibration | None:
         p = self.path(kind, key)
         if self.refresh or not p.is_file():
             return None
@@ -180,7 +184,7 @@ class Cache:
         except (OSError, ValueError, TypeError):
             return None  # a damaged entry is measured again, never trusted
 
-    def put(self, kind: str, obj) -> None:
+    def put(self, kind: str, obj: TrainCalibration | StatsCalibration | PermutationThroughput) -> None:
         write_text_atomic(self.path(kind, obj.key), json.dumps(asdict(obj), indent=1, sort_keys=True) + "\n")
 
 
@@ -227,7 +231,7 @@ def _metrics(path: Path) -> list[tuple[float, bool]]:
     return [(float(w), str(r) == "True") for w, r in zip(m["wall_s"], m["recorded"])]
 
 
-def train_key(settings: dict[str, Any], data_sha: str, warmup: int, epochs: int, where: dict) -> str:
+def train_key(settings: dict[str, Any], data_sha: str, warmup: int, epochs: int, where: dict[str, Any]) -> str:
     return cost_key(
         {
             "v": CALIBRATION_VERSION,
