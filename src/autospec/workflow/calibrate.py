@@ -244,6 +244,16 @@ def train_key(settings: dict[str, Any], data_sha: str, warmup: int, epochs: int,
     )
 
 
+def _train_argv(settings: dict[str, Any], data: Path, keep: Path) -> list[str]:
+    """Write the calibration run's config into a fresh ``keep``; the command that trains it there."""
+    shutil.rmtree(keep, ignore_errors=True)
+    keep.mkdir(parents=True)
+    cfg = keep / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"data": str(data.resolve()), **settings}, sort_keys=False))
+    argv = [sys.executable, "-m", "autospec", "train", "--config", str(cfg), "--out", str(keep), "--no-progress"]
+    return argv + ["--threads", str(settings["training"].get("threads") or 1)]
+
+
 def calibrate_training(
     settings: dict[str, Any],
     data: Path,
@@ -271,12 +281,7 @@ def calibrate_training(
     if every > 1:
         s["recording"]["every"] = 2  # alternate recorded and plain epochs
     keep = cache.run_dir(key)
-    shutil.rmtree(keep, ignore_errors=True)
-    keep.mkdir(parents=True)
-    cfg, out = keep / "run.yaml", keep
-    cfg.write_text(yaml.safe_dump({"data": str(data.resolve()), **s}, sort_keys=False))
-    argv = [sys.executable, "-m", "autospec", "train", "--config", str(cfg), "--out", str(out), "--no-progress"]
-    argv += ["--threads", str(s["training"].get("threads") or 1)]
+    argv = _train_argv(s, data, keep)
     before = list(os.getloadavg())
     try:
         wall, cpu, rss = run_child(argv, keep / "train.log", timeout)
@@ -284,7 +289,7 @@ def calibrate_training(
         shutil.rmtree(keep, ignore_errors=True)
         raise
     after = list(os.getloadavg())
-    rows = _metrics(out / "metrics.tsv")
+    rows = _metrics(keep / "metrics.tsv")
     measured = rows[warmup:]
     rec = [w for w, r in measured if r]
     plain = [w for w, r in measured if not r]
