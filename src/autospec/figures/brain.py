@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..provenance.sidecar import build_sidecar, save_figure
 from .sidecar_fields import provenance_fields
-from .style import BRAIN_CMAP, DIVERGING_CMAP, fit_text, new_figure, panel_label, paper_style
+from .style import BRAIN_CMAP, DIVERGING_CMAP, constrained_layout, fit_text, new_figure, panel_label, paper_style
 
 
 def _load_3d(path: Path) -> Any:
@@ -104,7 +104,7 @@ def brain_maps(
             # nilearn draws into axes of its own at the row's position when it is called, which
             # the layout engine does not know: lay the rows and their titles out first, then freeze
             fit_text(fig)
-            fig.get_layout_engine().set(h_pad=0.12)  # room for the slices' coordinates (x=...)
+            constrained_layout(fig).set(h_pad=0.12)  # room for the slices' coordinates (x=...)
             fig.draw_without_rendering()
             fig.set_layout_engine("none")
             for ax, row in zip(axes, rows):

@@ -15,7 +15,7 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,12 +27,20 @@ from .difference import DEFAULT_TEST, PanelTest, apply_marks, choose, descriptiv
 from .sidecar_fields import provenance_fields
 from .style import HEATMAP_CMAP, OKABE_ITO, fit_text, new_figure, panel_label, paper_style, short_key
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import QuadMesh
+    from matplotlib.colorbar import Colorbar
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.figure import Figure
+
 DIFF_LABELS = ("G", "H")
 #: ``test`` choices of :func:`spectra_figure` (group-stats table stems); None = the recommended one
 MARKING_CHOICES = ("subject_maxt_tests", "subject_tests", "seed_tests", "paper_step_tests")
 
 
-def _dirs(value) -> list[Path]:
+def _dirs(value: os.PathLike[str] | str | Sequence[os.PathLike[str] | str]) -> list[Path]:
     return [Path(v) for v in ([value] if isinstance(value, (str, os.PathLike)) else value)]
 
 
@@ -45,7 +53,7 @@ def _spectra(run_dir: Path, used: list[Path], name: str = "spectra") -> pd.DataF
     return df
 
 
-def _find(d: Any, key: str):
+def _find(d: Any, key: str) -> Any:
     """First value of ``key`` anywhere in nested dicts (run.json layout is the trainer's)."""
     if isinstance(d, dict):
         if key in d:
@@ -96,7 +104,7 @@ def _mask_zeros(z: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(z) & (z > top * _ZERO_RTOL) & (z > 0), z, np.nan)
 
 
-def _lognorm(values: np.ndarray):
+def _lognorm(values: np.ndarray) -> LogNorm | None:
     from matplotlib.colors import LogNorm
 
     v = values[np.isfinite(values) & (values > 0)]
@@ -105,12 +113,14 @@ def _lognorm(values: np.ndarray):
     return LogNorm(vmin=v.min(), vmax=v.max() if v.max() > v.min() else v.min() * 10)
 
 
-def _colorbar(fig, mappable, axes, label: str):
+def _colorbar(fig: Figure, mappable: ScalarMappable, axes: Axes | Sequence[Axes], label: str) -> Colorbar:
     from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator
 
     cb = fig.colorbar(mappable, ax=axes, label=label, aspect=30, pad=0.02, fraction=0.08)
-    norm = mappable.norm
-    narrow = norm.vmax / norm.vmin < 30  # under ~1.5 decades: label 1-2-5 steps, not only powers of 10
+    lo, hi = mappable.norm.vmin, mappable.norm.vmax  # matplotlib stores set limits as float
+    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))):  # else ``hi / lo`` raises TypeError
+        raise TypeError(f"colour bar {label!r}: colour scale limits are not set (vmin={lo}, vmax={hi})")
+    narrow = hi / lo < 30  # under ~1.5 decades: label 1-2-5 steps, not only powers of 10
     cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=5))
     cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}") if narrow else LogFormatterSciNotation())
     cb.ax.minorticks_off()
@@ -126,7 +136,7 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
-def _heatmap(ax, steps, idx, z, norm):
+def _heatmap(ax: Axes, steps: np.ndarray, idx: np.ndarray, z: np.ndarray, norm: Normalize | None) -> QuadMesh:
     from matplotlib.ticker import MaxNLocator
 
     # cell edges given explicitly: "nearest" shading cannot size a single row (a rank-1 weight)
@@ -138,10 +148,10 @@ def _heatmap(ax, steps, idx, z, norm):
 
 
 def spectra_figure(
-    run_dirs_by_panel: Mapping[str, os.PathLike | str | Sequence[os.PathLike | str] | None],
-    stats_dir: os.PathLike | str | Mapping[str, os.PathLike | str] | None,
-    out_png: os.PathLike | str | None,
-    out_pdf: os.PathLike | str | None,
+    run_dirs_by_panel: Mapping[str, os.PathLike[str] | str | Sequence[os.PathLike[str] | str] | None],
+    stats_dir: os.PathLike[str] | str | Mapping[str, os.PathLike[str] | str] | None,
+    out_png: os.PathLike[str] | str | None,
+    out_pdf: os.PathLike[str] | str | None,
     *,
     diff_labels: Sequence[str] = DIFF_LABELS,
     summary: str = "log_nuclear",
@@ -150,7 +160,7 @@ def spectra_figure(
     effect: float = 1.0,
     group_names: Mapping[int, str] | None = None,
     provenance: Mapping[str, Any] | None = None,
-    sidecar_path: os.PathLike | str | None = None,
+    sidecar_path: os.PathLike[str] | str | None = None,
 ) -> Path:
     """Draw the paper-style spectra figure; returns the sidecar path.
 
@@ -221,7 +231,7 @@ def spectra_figure(
 def _difference_panels(  # noqa: PLR0917
     panels: Mapping[str, list[Path]],
     data: Mapping[str, list[pd.DataFrame]],
-    stats_dir: os.PathLike | str | Mapping[str, os.PathLike | str] | None,
+    stats_dir: os.PathLike[str] | str | Mapping[str, os.PathLike[str] | str] | None,
     diff_labels: Sequence[str],
     summary: str,
     test: str | None,
@@ -278,14 +288,14 @@ def _draw_heatmaps(fig: Any, axes: Sequence[Any], keys: Sequence[str], df: pd.Da
 
 # --------------------------------------------------------------------------- triptych, curves
 def layer_triptych(
-    run_dir: os.PathLike | str,
+    run_dir: os.PathLike[str] | str,
     key: str,
-    out_png: os.PathLike | str | None,
-    out_pdf: os.PathLike | str | None,
+    out_png: os.PathLike[str] | str | None,
+    out_pdf: os.PathLike[str] | str | None,
     *,
     group: int = -1,
     provenance: Mapping[str, Any] | None = None,
-    sidecar_path: os.PathLike | str | None = None,
+    sidecar_path: os.PathLike[str] | str | None = None,
 ) -> Path:
     """σ(A), σ(Δ) and σ(G) of one weight side by side (index × epoch heat maps)."""
     used: list[Path] = []
@@ -315,12 +325,12 @@ def layer_triptych(
 
 
 def training_curves(
-    runs: Mapping[str, os.PathLike | str] | Sequence[os.PathLike | str],
-    out_png: os.PathLike | str | None,
-    out_pdf: os.PathLike | str | None,
+    runs: Mapping[str, os.PathLike[str] | str] | Sequence[os.PathLike[str] | str],
+    out_png: os.PathLike[str] | str | None,
+    out_pdf: os.PathLike[str] | str | None,
     *,
     provenance: Mapping[str, Any] | None = None,
-    sidecar_path: os.PathLike | str | None = None,
+    sidecar_path: os.PathLike[str] | str | None = None,
 ) -> Path:
     """Loss and accuracy / reconstruction error over epochs, one line per run (metrics.tsv); the
     held-out subjects' curves (``test_*`` columns, runs with a ``split:``) dashed beside them."""

@@ -26,7 +26,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from cycler import cycler
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import MaxNLocator
 
@@ -63,14 +66,24 @@ def paper_style() -> Iterator[None]:
         yield
 
 
-def new_figure(height_in: float, width_in: float = PAPER_WIDTH_IN):
+def new_figure(height_in: float, width_in: float = PAPER_WIDTH_IN) -> Figure:
     """A constrained-layout figure of paper width (not registered with pyplot's figure manager)."""
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(width_in, height_in), layout="constrained")
 
 
-def panel_label(ax, label: str, title: str | None = None, pad: float | None = None) -> None:
+def constrained_layout(fig: Figure) -> ConstrainedLayoutEngine:
+    """The constrained-layout engine of a :func:`new_figure` figure (to tune its paddings).
+
+    matplotlib types ``get_layout_engine()`` as the base class (or None); a figure of
+    :func:`new_figure` always has this engine, which the check makes explicit.
+    """
+    engine = fig.get_layout_engine()
+    if not isinstance(engine, ConstrainedLayoutEngine):
+        raise TypeError(f"figure has layout engine {engine!r}, not matplotlib's constrained layout")
+    return engine
+
+
+def panel_label(ax: Axes, label: str, title: str | None = None, pad: float | None = None) -> None:
     """Bold panel letter (A, B, ...) at the top left, optional title beside it; ``pad``: points
     between the title and the axes (default: the style's)."""
     ax.set_title(f"$\\bf{{{label}}}$  {title}" if title else f"$\\bf{{{label}}}$", loc="left", pad=pad)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatchcase
 
 import torch
 from torch import nn
 
 from ..errors import InputError
-from ..spectral import SpectralRecorder
+from ..spectral import Snapshot, SpectralRecorder
 from ..spectral.schedules import Schedule, at, every, log_spaced
 from .config import RecordingSettings
 
 
 @contextlib.contextmanager
-def recording(main: SpectralRecorder, sub: SpectralRecorder | None, groups, samples) -> Iterator[tuple]:
+def recording(
+    main: SpectralRecorder, sub: SpectralRecorder | None, groups: object, samples: object
+) -> Iterator[tuple[Snapshot, Snapshot | None]]:
     """Both recorders around one forward + backward; yields ``(snapshot, subject snapshot)``."""
     with main.record(groups=groups) as snap:
         if sub is None:
@@ -29,7 +31,7 @@ def recording(main: SpectralRecorder, sub: SpectralRecorder | None, groups, samp
             yield snap, sub_snap
 
 
-def check_subject_keys(patterns, keys: list[str]) -> None:
+def check_subject_keys(patterns: Iterable[str] | None, keys: list[str]) -> None:
     for p in patterns or ():
         if not any(k == p or fnmatchcase(k, p) for k in keys):
             raise InputError(
@@ -89,7 +91,9 @@ class Recorders:
         if self.sub is not None:
             self.sub.step = steps["subjects"]
 
-    def record(self, groups: torch.Tensor | None, samples: torch.Tensor):
+    def record(
+        self, groups: torch.Tensor | None, samples: torch.Tensor
+    ) -> contextlib.AbstractContextManager[tuple[Snapshot, Snapshot | None]]:
         """Context manager around one forward + backward; yields ``(snapshot, subject snapshot)``."""
         return recording(self.main, self.sub, groups, samples)
 

@@ -30,6 +30,7 @@ from ..data.dataset import Dataset, load_dataset
 from ..errors import InputError
 from ..models import build_model
 from ..rundir import RunDir
+from ..spectral import Snapshot
 from . import checkpoint as ckpt
 from . import objective
 from .config import RunConfig, RunSettings, config_hash
@@ -278,7 +279,8 @@ class Session:
         held = self.evaluate_held_out()
         sync(self.device)
         t0 = time.perf_counter()
-        totals, snaps, recorded, draw = objective.Totals(task), (None, None), False, None
+        snaps: tuple[Snapshot, Snapshot | None] | tuple[None, None] = (None, None)  # filled at b == 0
+        totals, recorded, draw = objective.Totals(task), False, None
         try:
             for b, idx in enumerate(self.batch_plan()):
                 xb, yb, gb, rows = self.data.train.batch(idx)

@@ -21,13 +21,14 @@ import pandas as pd
 
 from ..atomic import sha256_file
 from ..rundir import RunDir
+from ..spectral import Snapshot
 from ..spectral.store import COLUMNS, SpectraWriter, empty_frame
 
 #: the columns :func:`snapshot_frame` builds itself; any other store column -> Snapshot.to_frame
 FAST_COLUMNS = ("step", "key", "stat", "group", "index", "value")
 
 
-def snapshot_frame(snap) -> pd.DataFrame:
+def snapshot_frame(snap: Snapshot) -> pd.DataFrame:
     """``snap.to_frame()``, built with whole-array operations (fast with many groups).
 
     Falls back to ``snap.to_frame()`` when the spectral store's table has columns this function

@@ -48,7 +48,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -154,10 +154,14 @@ class PermutationThroughput:
         return relabelings * m * (self.a + self.b * n)
 
 
+#: what a :class:`Cache` holds (one JSON file each)
+Calibration = TypeVar("Calibration", TrainCalibration, StatsCalibration, PermutationThroughput)
+
+
 class Cache:
     """JSON files ``<cache_dir>/<kind>-<key[:20]>.json``; unreadable or stale ones are ignored."""
 
-    def __init__(self, cache_dir: os.PathLike | str, refresh: bool = False) -> None:
+    def __init__(self, cache_dir: os.PathLike[str] | str, refresh: bool = False) -> None:
         self.dir = Path(cache_dir)
         self.refresh = refresh
 
@@ -168,7 +172,7 @@ class Cache:
         """Where the training calibration ``key`` keeps its run (spectra for the stats calibration)."""
         return self.dir / "runs" / key[:20]
 
-    def get(self, kind: str, key: str, cls):
+    def get(self, kind: str, key: str, cls: type[Calibration]) -> Calibration | None:
         p = self.path(kind, key)
         if self.refresh or not p.is_file():
             return None
@@ -180,7 +184,7 @@ class Cache:
         except (OSError, ValueError, TypeError):
             return None  # a damaged entry is measured again, never trusted
 
-    def put(self, kind: str, obj) -> None:
+    def put(self, kind: str, obj: TrainCalibration | StatsCalibration | PermutationThroughput) -> None:
         write_text_atomic(self.path(kind, obj.key), json.dumps(asdict(obj), indent=1, sort_keys=True) + "\n")
 
 
@@ -227,7 +231,7 @@ def _metrics(path: Path) -> list[tuple[float, bool]]:
     return [(float(w), str(r) == "True") for w, r in zip(m["wall_s"], m["recorded"])]
 
 
-def train_key(settings: dict[str, Any], data_sha: str, warmup: int, epochs: int, where: dict) -> str:
+def train_key(settings: dict[str, Any], data_sha: str, warmup: int, epochs: int, where: dict[str, Any]) -> str:
     return cost_key(
         {
             "v": CALIBRATION_VERSION,
@@ -238,6 +242,16 @@ def train_key(settings: dict[str, Any], data_sha: str, warmup: int, epochs: int,
             "machine": where,
         }
     )
+
+
+def _train_argv(settings: dict[str, Any], data: Path, keep: Path) -> list[str]:
+    """Write the calibration run's config into a fresh ``keep``; the command that trains it there."""
+    shutil.rmtree(keep, ignore_errors=True)
+    keep.mkdir(parents=True)
+    cfg = keep / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"data": str(data.resolve()), **settings}, sort_keys=False))
+    argv = [sys.executable, "-m", "autospec", "train", "--config", str(cfg), "--out", str(keep), "--no-progress"]
+    return argv + ["--threads", str(settings["training"].get("threads") or 1)]
 
 
 def calibrate_training(
@@ -267,12 +281,7 @@ def calibrate_training(
     if every > 1:
         s["recording"]["every"] = 2  # alternate recorded and plain epochs
     keep = cache.run_dir(key)
-    shutil.rmtree(keep, ignore_errors=True)
-    keep.mkdir(parents=True)
-    cfg, out = keep / "run.yaml", keep
-    cfg.write_text(yaml.safe_dump({"data": str(data.resolve()), **s}, sort_keys=False))
-    argv = [sys.executable, "-m", "autospec", "train", "--config", str(cfg), "--out", str(out), "--no-progress"]
-    argv += ["--threads", str(s["training"].get("threads") or 1)]
+    argv = _train_argv(s, data, keep)
     before = list(os.getloadavg())
     try:
         wall, cpu, rss = run_child(argv, keep / "train.log", timeout)
@@ -280,7 +289,7 @@ def calibrate_training(
         shutil.rmtree(keep, ignore_errors=True)
         raise
     after = list(os.getloadavg())
-    rows = _metrics(out / "metrics.tsv")
+    rows = _metrics(keep / "metrics.tsv")
     measured = rows[warmup:]
     rec = [w for w, r in measured if r]
     plain = [w for w, r in measured if not r]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ def estimate_study(
     margin: float = 1.3,
     warmup: int = 1,
     epochs: int = 3,
-    progress=None,
+    progress: Callable[[str], object] | None = None,
 ) -> Estimate:
     """Calibrate (or read from ``cache``) and estimate every job of ``plan``; see the module doc.
 
