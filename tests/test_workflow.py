@@ -134,7 +134,7 @@ def test_paper_plus_dry_run(wf):
     assert counts["run_config"] == PAIRS * (6 + 2 * 10)
     assert counts["train_subjects"] == 6 * 2 and counts["group_stats"] == 2 * PAIRS
     assert "results/paper_plus/mnist/mnist/mlp/classify/h32-relu/seed9" in out
-    assert "--test subject_tests" in out and "--test paper_step_tests" not in out
+    assert "--test subject_maxt_tests" in out and "--test paper_step_tests" not in out
 
 
 def test_cohorts_added_by_config_alone(wf, default_plan, tmp_path):
