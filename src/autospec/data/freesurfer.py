@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .textfile import read_text
+from .textfile import list_directory, read_text
 
 log = logging.getLogger(__name__)
 
@@ -250,14 +250,7 @@ def subjects_dir_entries(subjects_dir: os.PathLike[str] | str, longitudinal: str
     each under its time-point ID ``<tp>``.
     """
     sdir = Path(subjects_dir)
-    try:
-        names = sorted(os.listdir(sdir))
-    except FileNotFoundError:
-        raise InputError(f"field freesurfer.subjects_dir: {sdir} not found") from None
-    except NotADirectoryError:
-        raise InputError(f"field freesurfer.subjects_dir: {sdir} is not a directory") from None
-    except OSError as err:
-        raise InputError(f"field freesurfer.subjects_dir: cannot list {sdir} ({err.strerror or err})") from None
+    names = list_directory(sdir, "freesurfer.subjects_dir")
     bases = {n.split(LONG_MARK, 1)[1] for n in names if LONG_MARK in n}
     found: dict[str, Path] = {}
     for name in names:

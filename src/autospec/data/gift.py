@@ -31,6 +31,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError, SpatialImage
 
 from ..errors import InputError
+from .textfile import list_directory
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,7 @@ def scan_subject_files(directory: os.PathLike[str] | str, prefix: str, part: str
         to ``.nii.gz``, or ``sub07`` next to ``sub007``.
     """
     d = Path(directory)
-    try:
-        names = sorted(os.listdir(d))
-    except FileNotFoundError:
-        raise InputError(f"field gift.dir: {d} not found") from None
-    except NotADirectoryError:
-        raise InputError(f"field gift.dir: {d} is not a directory") from None
-    except OSError as err:
-        raise InputError(f"field gift.dir: cannot list {d} ({err.strerror or err})") from None
+    names = list_directory(d, "gift.dir")
     pat = _pattern(prefix, part)
     found: dict[tuple[int, int], Path] = {}
     for name in names:

@@ -1,4 +1,5 @@
-"""Text inputs as users' tools write them: UTF-8 with or without a BOM, LF or CRLF line ends."""
+"""Inputs as users' tools leave them: text files (UTF-8 with or without a BOM, LF or CRLF line
+ends) and the directories a config field names."""
 
 from __future__ import annotations
 
@@ -42,3 +43,22 @@ def read_text(path: os.PathLike[str] | str, what: str) -> str:
 def read_text_lines(path: os.PathLike[str] | str, what: str) -> list[str]:
     """The lines of :func:`read_text` (no line-end characters)."""
     return read_text(path, what).split("\n")
+
+
+def list_directory(path: os.PathLike[str] | str, field: str) -> list[str]:
+    """The sorted entry names of the directory a config ``field`` names.
+
+    Raises
+    ------
+    InputError
+        Missing, not a directory, or unreadable; the message names ``field`` and the path.
+    """
+    d = Path(path)
+    try:
+        return sorted(os.listdir(d))
+    except FileNotFoundError:
+        raise InputError(f"field {field}: {d} not found") from None
+    except NotADirectoryError:
+        raise InputError(f"field {field}: {d} is not a directory") from None
+    except OSError as err:
+        raise InputError(f"field {field}: cannot list {d} ({err.strerror or err})") from None
